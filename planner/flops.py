@@ -1,0 +1,137 @@
+"""FLOPs and memory of training steps, one pure function per formula.
+
+Conventions (stated in every plan):
+- A multiply-add is 2 FLOPs. Causal attention counts the full n x n score and value products, the
+  convention of PaLM (Chowdhery et al. 2022, App. B) and the Megatron paper (Narayanan et al. 2021).
+- Training is 3x the forward pass (backward = 2x forward). Full activation recompute runs the
+  layers' forward once more: reported as hardware FLOPs, apart from model FLOPs.
+- Embedding lookups, norms, softmax and residual adds are not counted (well under 1%).
+- A random-LTD step runs the full layers at S, the dropping layers at r(t), the head at S. The sum
+  over steps uses sum(r) and sum(r^2); an average length would get the n^2 term wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.models import ModelShape
+
+TRAIN_PASSES = 3  # forward + backward (2x forward)
+
+
+def projection_flops(n_tokens: np.ndarray | int, m: ModelShape) -> np.ndarray | int:
+    """Q, K, V, O projections of one layer, forward: 2 * n * h * (2h + 2h * g / a)."""
+    kv_width = m.kv_heads * m.head_dim  # h * g / a
+    return 2 * n_tokens * m.hidden_size * (2 * m.hidden_size + 2 * kv_width)
+
+
+def mlp_flops(n_tokens: np.ndarray | int, m: ModelShape) -> np.ndarray | int:
+    """The MLP of one layer, forward: 2 * n * h * f * m (m = 2 for GELU, 3 for SwiGLU)."""
+    return 2 * n_tokens * m.hidden_size * m.ffn_size * m.mlp_matrices
+
+
+def attention_flops(n_tokens: np.ndarray | int, m: ModelShape) -> np.ndarray | int:
+    """Scores Q K^T and the weighted sum of V, forward: 2 * (2 * n * n * h), full n x n."""
+    return 4 * n_tokens * n_tokens * m.hidden_size
+
+
+def layer_flops(n_tokens: np.ndarray | int, m: ModelShape) -> np.ndarray | int:
+    """One transformer layer's forward FLOPs for one sequence of `n_tokens` tokens."""
+    return projection_flops(n_tokens, m) + mlp_flops(n_tokens, m) + attention_flops(n_tokens, m)
+
+
+def head_flops(m: ModelShape) -> int:
+    """The output head, forward, always on the full sequence: 2 * S * h * V (vit: CLS only)."""
+    return 2 * m.head_tokens * m.hidden_size * m.vocab_size
+
+
+@dataclass(frozen=True)
+class RunFlops:
+    """FLOPs of a whole run, by component (training, i.e. already x3), and with recompute."""
+
+    projections: float
+    mlp: float
+    attention: float
+    head: float
+    recompute: float  # the extra forward of the layers under full activation recompute
+
+    @property
+    def model(self) -> float:
+        return self.projections + self.mlp + self.attention + self.head
+
+    @property
+    def hardware(self) -> float:
+        return self.model + self.recompute
+
+
+def run_flops(
+    m: ModelShape,
+    *,
+    global_batch_size: int,
+    num_steps: int,
+    num_ltd_layers: int,
+    sum_r: int,
+    sum_r2: int,
+    activation_recompute: bool,
+) -> RunFlops:
+    """Training FLOPs of a run whose dropping layers saw sum(r) and sum(r^2) over its steps.
+
+    Each layer's forward is linear plus quadratic in its token count, so the dropping layers'
+    total is exact from the two moments: sum_t f(r_t) = c1 * sum(r) + c2 * sum(r^2).
+    """
+    G, S = global_batch_size, m.seq_len
+    full_layers = m.num_layers - num_ltd_layers
+    # Per component: full layers at S on every step, plus dropping layers from the moments.
+    c1_proj, c1_mlp, c2_attn = projection_flops(1, m), mlp_flops(1, m), attention_flops(1, m)
+    proj = full_layers * num_steps * S * c1_proj + num_ltd_layers * sum_r * c1_proj
+    mlp = full_layers * num_steps * S * c1_mlp + num_ltd_layers * sum_r * c1_mlp
+    attn = full_layers * num_steps * S * S * c2_attn + num_ltd_layers * sum_r2 * c2_attn
+    head = num_steps * head_flops(m)
+    layers_forward = G * (proj + mlp + attn)
+    return RunFlops(
+        projections=float(TRAIN_PASSES * G * proj),
+        mlp=float(TRAIN_PASSES * G * mlp),
+        attention=float(TRAIN_PASSES * G * attn),
+        head=float(TRAIN_PASSES * G * head),
+        recompute=float(layers_forward) if activation_recompute else 0.0,
+    )
+
+
+def step_flops(r: np.ndarray | int, m: ModelShape, *, global_batch_size: int,
+               num_ltd_layers: int) -> np.ndarray | int:
+    """Model FLOPs (training) of one optimizer step whose dropping layers keep r tokens."""
+    full = (m.num_layers - num_ltd_layers) * layer_flops(m.seq_len, m)
+    return TRAIN_PASSES * global_batch_size * (
+        full + num_ltd_layers * layer_flops(r, m) + head_flops(m)
+    )
+
+
+# Memory. Mixed-precision Adam (Rajbhandari et al. 2020, ZeRO): bf16 weights and gradients
+# (2 + 2 bytes a parameter) and fp32 master weights, momentum and variance (4 + 4 + 4).
+WEIGHT_BYTES, GRAD_BYTES, OPTIMIZER_BYTES = 2, 2, 12
+
+
+def layer_activation_bytes(n_tokens: int, m: ModelShape, micro_batch_size: int) -> int:
+    """Activations one layer keeps for backward, bf16, no recompute (Korthikanti et al. 2022,
+    eq. 2): s * b * h * (34 + 5 * a * s / h) bytes."""
+    s, b, h, a = n_tokens, micro_batch_size, m.hidden_size, m.num_heads
+    return int(s * b * h * (34 + 5 * a * s / h))
+
+
+def activation_bytes(r: int, m: ModelShape, *, num_ltd_layers: int, micro_batch_size: int,
+                     activation_recompute: bool) -> int:
+    """Activations of one micro-batch: full layers at S, dropping layers at r.
+
+    With full recompute only each layer's input (2 * s * b * h bytes) is kept, plus one layer's
+    activations while it is recomputed.
+    """
+    S, b, h = m.seq_len, micro_batch_size, m.hidden_size
+    full_layers = m.num_layers - num_ltd_layers
+    if activation_recompute:
+        kept = full_layers * 2 * S * b * h + num_ltd_layers * 2 * r * b * h
+        return kept + layer_activation_bytes(S, m, b)
+    return full_layers * layer_activation_bytes(S, m, b) + num_ltd_layers * layer_activation_bytes(
+        r, m, b
+    )

@@ -1,0 +1,90 @@
+"""GPUs, wall-clock time and cost.
+
+Time = model FLOPs / (GPUs x dense peak FLOP/s x MFU). Peaks are the dense bf16/fp16 tensor-core
+figures from each vendor's datasheet, never the "with sparsity" ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from planner.errors import PlanInputError
+
+DEFAULT_MFU = 0.40  # a well-tuned Megatron-style run on A100/H100 reaches 0.35-0.55
+
+# Dense bf16 (V100: fp16) tensor-core peaks in TFLOP/s, and memory in GB, from the datasheets.
+GPU_PRESETS: dict[str, tuple[float, float]] = {
+    "v100": (125.0, 32.0),
+    "a100": (312.0, 80.0),
+    "a100-40gb": (312.0, 40.0),
+    "h100-sxm": (989.0, 80.0),
+    "h100-pcie": (756.0, 80.0),
+    "h200": (989.0, 141.0),
+    "b200": (2250.0, 180.0),
+    "l40s": (362.0, 48.0),
+    "mi300x": (1307.0, 192.0),
+}
+# Names torch.cuda.get_device_name() returns, to match a measured device to a preset.
+GPU_NAME_PATTERNS: list[tuple[str, str]] = [
+    ("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("H200", "h200"), ("A100", "a100"),
+    ("V100", "v100"), ("B200", "b200"), ("L40S", "l40s"), ("MI300X", "mi300x"),
+]
+
+
+def gpu_preset_for_name(device_name: str | None) -> str | None:
+    """The preset of a CUDA device name such as 'NVIDIA H100 80GB HBM3', or None."""
+    if not device_name:
+        return None
+    for pattern, preset in GPU_NAME_PATTERNS:
+        if pattern.lower() in device_name.lower():
+            return preset
+    return None
+
+
+class HardwareConfig(BaseModel):
+    """Where the run trains and what an hour costs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    gpu: str = Field("a100", description=f"GPU preset: {', '.join(GPU_PRESETS)}.")
+    num_gpus: int = Field(8, ge=1, le=1_000_000, description="GPUs training together.")
+    peak_tflops: float | None = Field(
+        None, gt=0, le=1e6, description="Dense peak TFLOP/s per GPU; overrides the preset's."
+    )
+    mfu: float = Field(DEFAULT_MFU, gt=0, le=1, description="Model FLOPs utilisation, 0-1.")
+    price_per_gpu_hour: float | None = Field(
+        None, ge=0, le=1e6, description="US dollars per GPU-hour; no cost without it."
+    )
+    activation_recompute: bool = Field(False, description="Full activation recompute.")
+    micro_batch_size: int = Field(1, ge=1, le=1_000_000, description="For the memory estimate.")
+
+    @model_validator(mode="after")
+    def _known_gpu(self) -> HardwareConfig:
+        if self.gpu not in GPU_PRESETS and self.peak_tflops is None:
+            close = difflib.get_close_matches(self.gpu, list(GPU_PRESETS), n=3, cutoff=0.4)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(GPU_PRESETS)}"
+            raise ValueError(f"unknown GPU {self.gpu!r} (give peak_tflops, or {hint})")
+        return self
+
+    @property
+    def peak_flops_per_s(self) -> float:
+        tflops = self.peak_tflops if self.peak_tflops is not None else GPU_PRESETS[self.gpu][0]
+        return tflops * 1e12
+
+
+def wall_clock_hours(model_flops: float, hw: HardwareConfig, mfu: float | None = None) -> float:
+    """Hours = FLOPs / (GPUs x peak x MFU) / 3600."""
+    rate = hw.num_gpus * hw.peak_flops_per_s * (hw.mfu if mfu is None else mfu)
+    return model_flops / rate / 3600.0
+
+
+def cost_usd(gpu_hours: float, hw: HardwareConfig) -> float | None:
+    return None if hw.price_per_gpu_hour is None else gpu_hours * hw.price_per_gpu_hour
+
+
+def require_known_gpu(name: str, field: str = "hardware.gpu") -> str:
+    if name not in GPU_PRESETS:
+        raise PlanInputError(field, f"unknown GPU {name!r}; known: {', '.join(GPU_PRESETS)}")
+    return name
