@@ -1,0 +1,25 @@
+"""ltd-planner's pure core: random-LTD schedules, LayerTokens, FLOPs, wall-clock and cost.
+
+    >>> from planner import plan
+    >>> p = plan({"model": "gpt3-1.3b", "train_batch_size": 512, "train_steps": 1000})
+    >>> round(p.savings.layer_tokens, 3) > 0
+    True
+
+No torch, FastAPI or database here: everything the project promises about numbers lives in this
+package, once.
+"""
+
+from planner.check import CheckLimits, CheckResult, Violation, check_plan, compare_plans
+from planner.errors import PlanInputError
+from planner.hardware import GPU_PRESETS, HardwareConfig
+from planner.lr import LRConfig, learning_rate
+from planner.models import PRESETS, ModelShape, resolve_model
+from planner.plan import Plan, PlanRequest, build_runs, parse_request, plan, resolve
+from planner.schedule import RandomLTDConfig, reserved_length
+
+__all__ = [
+    "GPU_PRESETS", "PRESETS", "CheckLimits", "CheckResult", "HardwareConfig", "LRConfig",
+    "ModelShape", "Plan", "PlanInputError", "PlanRequest", "RandomLTDConfig", "Violation",
+    "build_runs", "check_plan", "compare_plans", "learning_rate", "parse_request", "plan",
+    "reserved_length", "resolve", "resolve_model",
+]
