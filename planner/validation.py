@@ -1,0 +1,159 @@
+"""Validation jobs: their settings, their result, and how a measurement calibrates a plan.
+
+Shared by `api/` (which stores and serves them) and `worker/` (which measures them); pure numbers.
+
+A job measures step time T'(r) of a possibly scaled-down model (L' layers, L'_ltd of them
+dropping) at a few reserved lengths r. The saving of random-LTD is a ratio that carries over to the
+full model when taken per layer:
+
+    d(r)      = (T'(r) - T'(S)) / L'_ltd            time a dropping layer saves at length r
+    T(S)      = T'(S) * F(S) / F'(S)                full model's step, scaled by its FLOPs ratio
+    T(r)      = T(S) + L_ltd * d(r)
+    saving    = 1 - sum_t T(r_t) / (n_baseline * T(S))
+
+With L' = L this is exactly DESIGN.md's `1 - sum_t T(r_t) / (n_baseline * T(S))`. T'(r) is fitted
+by least squares as c0 + c1 r + c2 r^2, so the sum over a run is exact from sum(r), sum(r^2).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from planner.hardware import gpu_preset_for_name
+from planner.plan import Plan, Runs
+
+
+class ValidationSettings(BaseModel):
+    """How a validation job measures; every field has a default sized for about a minute on a
+    CPU with a small model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    mode: Literal["throughput", "convergence", "both"] = Field(
+        "throughput", description="Measure step time, train both runs to equal LayerTokens, or both."
+    )
+    num_layers: int | None = Field(
+        None, ge=3, le=1000, description="Layers to build; default: the plan's, scaled to fit."
+    )
+    micro_batch_size: int | None = Field(None, ge=1, le=4096, description="Sequences per step.")
+    reserved_lengths: list[int] | None = Field(
+        None, min_length=2, max_length=32,
+        description="Reserved lengths to time; default 5 points from min_value to S.",
+    )
+    warmup_steps: int = Field(3, ge=0, le=1000, description="Untimed steps per length.")
+    measure_steps: int = Field(5, ge=1, le=10000, description="Timed steps per length.")
+    train_steps: int = Field(60, ge=1, le=1_000_000, description="Convergence mode: steps.")
+    dataset: str = Field("stdlib", description="'stdlib' (Python's own sources) or a file path.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds data, init and token drops.")
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="Where to run.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 autocast on CUDA, float32 on the CPU."
+    )
+    max_minutes: float = Field(10.0, gt=0, le=24 * 60, description="Time cap; scale to fit it.")
+
+
+class StepTime(BaseModel):
+    reserved_length: int
+    step_time_ms: float
+    tokens_per_s: float
+    model_flops_per_s: float
+
+
+class ConvergenceResult(BaseModel):
+    layer_tokens: int = Field(description="LayerTokens both runs were trained to.")
+    baseline_steps: int
+    random_ltd_steps: int
+    baseline_eval_loss: float
+    random_ltd_eval_loss: float
+
+
+class ValidationResult(BaseModel):
+    """What a validation job reports back."""
+
+    device: str
+    gpu_name: str | None
+    torch_version: str
+    dtype: str
+    num_layers: int = Field(description="Layers of the model actually measured (L').")
+    num_ltd_layers: int = Field(description="Its dropping layers (L'_ltd).")
+    micro_batch_size: int
+    seq_len: int
+    scaled_down: list[str] = Field(description="What was made smaller than the plan, and why.")
+    step_times: list[StepTime]
+    step_time_fit: list[float] = Field(description="T'(r) = c0 + c1 r + c2 r^2, milliseconds.")
+    measured_wall_clock_saving: float
+    flops_saving: float = Field(description="The planner's FLOPs saving for the same schedule.")
+    mfu: float | None = Field(description="Model FLOPs utilisation of the full-length step.")
+    peak_memory_bytes: int | None
+    gather_scatter_fraction: float | None = Field(
+        None, description="Share of the step spent gathering and scattering tokens."
+    )
+    convergence: ConvergenceResult | None = None
+    seconds: float = Field(description="Wall-clock seconds the job took.")
+
+
+def fit_step_time(lengths: list[int] | np.ndarray, times_ms: list[float] | np.ndarray,
+                  ) -> list[float]:
+    """Least-squares T(r) = c0 + c1 r + c2 r^2 (fewer terms when there are fewer points)."""
+    r = np.asarray(lengths, dtype=np.float64)
+    t = np.asarray(times_ms, dtype=np.float64)
+    degree = min(2, len(np.unique(r)) - 1)
+    coeffs = np.polynomial.polynomial.polyfit(r, t, degree)
+    return [float(c) for c in np.pad(coeffs, (0, 3 - len(coeffs)))]
+
+
+def measured_saving(runs: Runs, fit: list[float], *, measured_num_layers: int,
+                    measured_ltd_layers: int, flops_ratio: float) -> float:
+    """The plan's wall-clock saving implied by a fitted T'(r) (module docstring).
+
+    `flops_ratio` is F(S) / F'(S): a full model step's FLOPs over the measured model's, at S.
+    """
+    c0, c1, c2 = fit
+    S = runs.resolved.model.seq_len
+    L_ltd = len(runs.resolved.ltd.layer_ids or ())
+
+    def t_measured(r: float) -> float:
+        return c0 + c1 * r + c2 * r * r
+
+    t_full_S = t_measured(S) * flops_ratio
+    # sum_t d(r_t) over the random-LTD run, from the moments of its schedule.
+    n = runs.ltd.num_steps
+    sum_r, sum_r2 = runs.ltd.total(lambda x: x), runs.ltd.total(lambda x: x * x)
+    sum_d = (c0 * n + c1 * sum_r + c2 * sum_r2 - n * t_measured(S)) / max(measured_ltd_layers, 1)
+    ltd_time = n * t_full_S + L_ltd * sum_d
+    base_time = runs.baseline.num_steps * t_full_S
+    return 1.0 - ltd_time / base_time
+
+
+def calibrate(plan: Plan, result: ValidationResult, *, job_id: str) -> dict[str, Any]:
+    """The calibrated projection a plan shows once a validation job has succeeded."""
+    gpu = gpu_preset_for_name(result.gpu_name)
+    hw = plan.hardware
+    same_gpu = gpu is not None and gpu == hw.get("gpu") and hw.get("peak_tflops") is not None
+    mfu = result.mfu if same_gpu and result.mfu else hw["mfu"]
+    base_hours = plan.baseline.flops / (hw["num_gpus"] * hw["peak_tflops"] * 1e12 * mfu) / 3600
+    ltd_hours = base_hours * (1.0 - result.measured_wall_clock_saving)
+    price = hw.get("price_per_gpu_hour")
+    return {
+        "label": f"calibrated by job {job_id} on {result.gpu_name or result.device}",
+        "job_id": job_id,
+        "device": result.device,
+        "gpu_name": result.gpu_name,
+        "mfu": mfu,
+        "mfu_source": "measured" if mfu != hw["mfu"] else "plan default",
+        "measured_wall_clock_saving": result.measured_wall_clock_saving,
+        "flops_saving": plan.savings.flops,
+        "baseline_wall_clock_hours": base_hours,
+        "random_ltd_wall_clock_hours": ltd_hours,
+        "random_ltd_gpu_hours": ltd_hours * hw["num_gpus"],
+        "random_ltd_cost_usd": None if price is None else ltd_hours * hw["num_gpus"] * price,
+    }
+
+
+__all__ = [
+    "ConvergenceResult", "StepTime", "ValidationResult", "ValidationSettings", "calibrate",
+    "fit_step_time", "measured_saving",
+]
