@@ -1,0 +1,1 @@
+"""The `ltd` command line: planner commands, and the service, worker and job commands."""

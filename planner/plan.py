@@ -30,7 +30,7 @@ from planner.errors import PlanInputError
 from planner.hardware import HardwareConfig, cost_usd, wall_clock_hours
 from planner.lr import LRConfig, learning_rate
 from planner.models import ModelShape, resolve_model
-from planner.schedule import RandomLTDConfig
+from planner.schedule import MAX_REQUIRE_STEPS, RandomLTDConfig, ScheduleType
 
 MAX_TRAIN_TOKENS = 10**15  # 1,000T tokens: ~30x the largest runs published; more is a typo
 MAX_TRAIN_STEPS = 10**10
@@ -46,6 +46,24 @@ CONVENTIONS = {
     "effective_tokens": "Megatron-DeepSpeed: G * ((S*(L-L_ltd) + r*L_ltd) // L) while r < S",
     "memory": "one data-parallel replica, no ZeRO or tensor parallelism, bf16 + fp32 Adam",
 }
+
+
+class RandomLTDRequest(BaseModel):
+    """The request's schedule: any field left out comes from the DeepSpeed config, else from the
+    defaults (min_value S/16 rounded to seq_per_step, max_value S, 16 a step, over half the
+    baseline's steps, all layers but the first and the last)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    min_value: int | None = Field(None, ge=1, description="Reserved length at step 0, tokens.")
+    max_value: int | None = Field(None, ge=1, description="Reserved length at the end.")
+    schedule_type: ScheduleType | None = Field(None, description="fixed_linear, fixed_root, constant.")
+    require_steps: int | None = Field(
+        None, ge=1, le=MAX_REQUIRE_STEPS, description="Steps to reach max_value."
+    )
+    seq_per_step: int | None = Field(None, ge=1, description="Lengths are multiples of this.")
+    root_degree: int | None = Field(None, ge=1, le=100, description="fixed_root's degree.")
+    layer_ids: tuple[int, ...] | None = Field(None, description="Dropping layers, 0-based.")
 
 
 class PlanRequest(BaseModel):
@@ -65,8 +83,8 @@ class PlanRequest(BaseModel):
     train_batch_size: int | None = Field(
         None, ge=1, le=MAX_BATCH_SIZE, description="Global batch size G, in sequences."
     )
-    random_ltd: RandomLTDConfig | None = Field(
-        None, description="The drop schedule; default 1/16 of S to S over half the steps."
+    random_ltd: RandomLTDRequest | None = Field(
+        None, description="The drop schedule (DeepSpeed's key names); partial is fine."
     )
     train_tokens: int | None = Field(
         None, ge=1, le=MAX_TRAIN_TOKENS, description="Baseline's token budget."
@@ -175,11 +193,15 @@ def resolve(req: PlanRequest) -> Resolved:
             raise PlanInputError("train_tokens", f"implies {baseline_steps:,} steps (max 10^10)")
     else:
         baseline_steps = req.train_steps  # type: ignore[assignment]
-    field = "random_ltd"
-    cfg = req.random_ltd or (ds.config if ds else None)
-    if req.random_ltd is None and ds is not None:
-        field = "deepspeed_config.data_efficiency.data_routing.random_ltd"
-    cfg = cfg or _default_ltd(model, baseline_steps)
+    cfg = ds.config if ds else _default_ltd(model, baseline_steps)
+    overrides = req.random_ltd.model_dump(exclude_none=True) if req.random_ltd else {}
+    field = "random_ltd" if overrides or ds is None else (
+        "deepspeed_config.data_efficiency.data_routing.random_ltd")
+    if overrides:
+        try:
+            cfg = RandomLTDConfig.model_validate({**cfg.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise input_error_from(exc, prefix="random_ltd") from None
     if cfg.max_value > S:
         raise PlanInputError(
             f"{field}.max_value", f"({cfg.max_value}) exceeds the model's seq_len ({S})"

@@ -1,0 +1,120 @@
+"""Engines, sessions and migrations, for SQLite and PostgreSQL alike.
+
+SQLite: WAL journal (readers never wait for the writer), a busy timeout (writers queue for the
+lock instead of failing), and explicit transactions: reads `BEGIN` (deferred), writes
+`BEGIN IMMEDIATE`, so a read-modify-write such as a claim holds the write lock from its first
+statement and cannot deadlock on a lock upgrade. PostgreSQL (psycopg 3): plain READ COMMITTED
+transactions; the queue takes rows with `FOR UPDATE SKIP LOCKED` (see `api.crud`).
+
+Run the migrations by hand with ``python -m api.db`` (reads LTD_DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 10_000) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and explicit BEGIN modes."""
+    if not is_sqlite(url):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        pool_size=10, max_overflow=20,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the driver's own BEGINs off: we issue them below
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe under WAL
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """One engine and its two kinds of transaction: `read()` and `write()`."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000) -> None:
+        self.url = url
+        self.engine = make_engine(url, busy_timeout_ms=busy_timeout_ms)
+        self.is_sqlite = is_sqlite(url)
+        writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(writer, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (SQLite: deferred, never waits for writers)."""
+        with self._read() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction, committed on exit, rolled back on an exception
+        (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock from the start)."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        with self.read() as session:
+            session.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config() -> Config:
+    """Alembic's config for the migrations shipped inside this package."""
+    cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` (default: the newest schema)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    """``python -m api.db``: migrate the database named by LTD_DATABASE_URL."""
+    from api.settings import Settings
+
+    url = Settings().database_url
+    migrate(url)
+    print("database migrated to the newest schema")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Database tables: stored plans and validation jobs.
+
+Timestamps are stored as naive UTC (`UTCDateTime` adds the zone back on load), so SQLite and
+PostgreSQL hold the same values. JSON documents are stored as text, exactly as served.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class JobState(enum.StrEnum):
+    """A validation job's life: ``queued -> running -> succeeded | failed | cancelled``.
+
+    - ``queued``: waiting for a worker; a running job returns here when its worker releases it,
+      fails with a retryable error, or its lease expires, while attempts remain.
+    - ``running``: claimed by a worker under a lease (``lease_id``, ``lease_expires_at``).
+    - ``succeeded``: the worker reported a result; the plan shows its calibrated projection.
+    - ``failed``: a non-retryable error, or attempts exhausted (``error`` says why).
+    - ``cancelled``: cancelled by a user while queued or running; a running worker learns it
+      from its next heartbeat.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: give an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PlanRow(Base):
+    """A plan, keyed by the hash of its normalised request (`planner.resolve(...).plan_id`)."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_json: Mapped[str] = mapped_column(Text, doc="The request as the client sent it.")
+    plan_json: Mapped[str] = mapped_column(Text, doc="The plan document, with `calibrated`.")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class JobRow(Base):
+    """A validation job of a plan; the lease columns belong to the worker holding it."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_created", "state", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), doc="A JobState value.")
+    settings_json: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, doc="Claims counted so far.")
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    progress: Mapped[float] = mapped_column(Float, default=0.0, doc="Fraction done, 0..1.")
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    result_json: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    lease_id: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

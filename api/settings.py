@@ -1,0 +1,56 @@
+"""Service settings, read once from the environment (prefix `LTD_`) through pydantic-settings.
+
+    LTD_DATABASE_URL     SQLAlchemy URL; default a SQLite file `./ltd.db`
+                         (PostgreSQL: postgresql+psycopg://user@host:5432/db)
+    LTD_WORKER_TOKEN     bearer token the worker endpoints require; unset: they answer 503
+    LTD_API_KEYS         comma-separated keys; set: every other /v1 endpoint needs one
+    LTD_LEASE_SECONDS    how long a claim (or a heartbeat) holds a job, in seconds
+    LTD_MAX_ATTEMPTS     claims a job may use before it fails for good
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LTD_", frozen=True, extra="ignore")
+
+    database_url: str = Field("sqlite:///./ltd.db", description="SQLAlchemy database URL.")
+    worker_token: SecretStr | None = Field(
+        None, description="Bearer token of the worker endpoints; unset disables them (503)."
+    )
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="Keys for the /v1 endpoints (comma-separated in LTD_API_KEYS)."
+    )
+    lease_seconds: float = Field(60.0, gt=0, le=86_400, description="Lease length, seconds.")
+    max_attempts: int = Field(3, ge=1, le=100, description="Claims per job before it fails.")
+    migrate_on_start: bool = Field(True, description="Run Alembic migrations at start-up.")
+    sqlite_busy_timeout_ms: int = Field(
+        10_000, ge=0, description="How long SQLite waits for the write lock, milliseconds."
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("worker_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once; tests override this dependency (or pass their own
+    Settings to `create_app`)."""
+    return Settings()

@@ -1,0 +1,5 @@
+import sys
+
+from ltd.cli import main
+
+sys.exit(main())

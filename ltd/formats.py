@@ -1,0 +1,188 @@
+"""Rendering plans, schedules and checks as json, table, markdown or csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from planner.check import CheckResult
+from planner.lr import learning_rate
+from planner.plan import Plan, Runs
+
+Rows = list[tuple[str, str, str, str]]
+
+
+def human(x: float | int | None, unit: str = "") -> str:
+    """1.23e21 -> '1.23e+21'; 286103 -> '286,103'; None -> '-'."""
+    if x is None:
+        return "-"
+    if isinstance(x, int) or float(x).is_integer() and abs(x) < 1e15:
+        return f"{int(x):,}{unit}"
+    if abs(x) >= 1e6:
+        return f"{x:.3e}{unit}"
+    return f"{x:,.2f}{unit}"
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2%}"
+
+
+def plan_rows(p: Plan) -> Rows:
+    b, r, s = p.baseline, p.random_ltd, p.savings
+
+    def row(name: str, key: str, saving: float | None = None) -> tuple[str, str, str, str]:
+        return (name, human(getattr(b, key)), human(getattr(r, key)), pct(saving))
+
+    return [
+        row("steps", "steps"),
+        row("tokens read", "tokens"),
+        row("effective tokens", "effective_tokens"),
+        row("LayerTokens", "layer_tokens", s.layer_tokens),
+        row("model FLOPs", "flops", s.flops),
+        row("hardware FLOPs", "hardware_flops"),
+        row("wall-clock hours", "wall_clock_hours", s.wall_clock),
+        row("GPU-hours", "gpu_hours"),
+        row("cost (USD)", "cost_usd"),
+    ]
+
+
+def plan_header(p: Plan) -> str:
+    m, c, hw = p.model, p.random_ltd_config, p.hardware
+    return (
+        f"{m.get('name') or 'model'}: {m['num_layers']} layers, hidden {m['hidden_size']}, "
+        f"S {m['seq_len']}, {human(m['num_params'])} params; G {p.global_batch_size}; "
+        f"random-LTD {c.schedule_type} {c.min_value}->{c.max_value} by {c.seq_per_step} over "
+        f"{c.require_steps:,} steps on {len(c.layer_ids or ())} layers ({p.ltd_stop}); "
+        f"{hw['num_gpus']} x {hw['gpu']} at MFU {hw['mfu']:.0%}; plan {p.id}"
+    )
+
+
+HEADERS = ("figure", "baseline", "random-LTD", "saving")
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def rich_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    table = Table()
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    console = Console(file=io.StringIO(), width=110, force_terminal=False, color_system=None)
+    console.print(title, highlight=False, markup=False)
+    console.print(table)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def csv_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def render_plan(p: Plan, fmt: str) -> str:
+    if fmt == "json":
+        return p.model_dump_json(indent=2)
+    rows = plan_rows(p)
+    if fmt == "csv":
+        raw = [(k, getattr(p.baseline, f), getattr(p.random_ltd, f), "")
+               for k, f in [("steps", "steps"), ("tokens", "tokens"),
+                            ("effective_tokens", "effective_tokens"),
+                            ("layer_tokens", "layer_tokens"), ("flops", "flops"),
+                            ("hardware_flops", "hardware_flops"),
+                            ("wall_clock_hours", "wall_clock_hours"), ("gpu_hours", "gpu_hours"),
+                            ("cost_usd", "cost_usd")]]
+        saved = {"layer_tokens": p.savings.layer_tokens, "flops": p.savings.flops,
+                 "wall_clock_hours": p.savings.wall_clock}
+        raw = [(k, b, r, saved.get(k, "")) for k, b, r, _ in raw]
+        return csv_text(("figure", "baseline", "random_ltd", "saving"), raw)
+    if fmt == "markdown":
+        return f"**{plan_header(p)}**\n\n{markdown_table(HEADERS, rows)}\n"
+    return rich_table(plan_header(p), HEADERS, rows)
+
+
+SCHEDULE_COLUMNS = ("step", "reserved_length", "layer_tokens", "cumulative_layer_tokens",
+                    "effective_tokens", "cumulative_effective_tokens")
+
+
+def schedule_columns(runs: Runs, steps: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-step figures of the random-LTD run at the given steps (cumulatives include the step)."""
+    prof, acc = runs.ltd, runs.ltd_acc
+    r = prof.values[np.searchsorted(prof.starts, steps, side="right") - 1]
+    eff = acc.effective_tokens(r)
+    cum_eff = prof.cumulative(acc.effective_tokens, steps)
+    cols = {
+        "step": steps, "reserved_length": r, "layer_tokens": acc.layer_tokens(r),
+        "cumulative_layer_tokens": prof.cumulative(acc.layer_tokens, steps),
+        "effective_tokens": eff, "cumulative_effective_tokens": cum_eff,
+    }
+    if runs.resolved.lr is not None:
+        cols["lr"] = learning_rate(cum_eff - eff, runs.resolved.lr)  # counter before the step
+    return cols
+
+
+def render_schedule(cols: dict[str, np.ndarray], fmt: str) -> str:
+    names = list(cols)
+    if fmt == "csv":
+        buf = io.StringIO()
+        buf.write(",".join(names) + "\n")
+        fmts = ["%d"] * len(names)
+        if "lr" in cols:
+            fmts[-1] = "%.8g"
+        table = np.column_stack([cols[n].astype(np.float64 if n == "lr" else np.int64)
+                                 for n in names]).astype(object)
+        np.savetxt(buf, table, fmt=fmts, delimiter=",")
+        return buf.getvalue()
+    records = [{n: (float(cols[n][i]) if n == "lr" else int(cols[n][i])) for n in names}
+               for i in range(len(cols["step"]))]
+    if fmt == "json":
+        return json.dumps(records, indent=1)
+    rows = [[human(v) if k != "lr" else f"{v:.3e}" for k, v in rec.items()] for rec in records]
+    if fmt == "markdown":
+        return markdown_table(names, rows) + "\n"
+    return rich_table("random-LTD schedule", names, rows)
+
+
+def render_check(result: CheckResult, fmt: str) -> str:
+    if fmt == "json":
+        return result.model_dump_json(indent=2)
+    verdict = "PASSED" if result.passed else "FAILED"
+    v_rows = [(v.limit, human(v.allowed) if v.allowed >= 1 else f"{v.allowed:.4g}",
+               human(v.actual) if v.actual is not None and v.actual >= 1 else
+               (f"{v.actual:.4g}" if v.actual is not None else "missing (no price?)"))
+              for v in result.violations]
+    c_rows = [(c.figure, human(c.old), human(c.new),
+               "-" if c.change is None else f"{c.change:+.2%}") for c in result.changes]
+    if fmt == "csv":
+        return csv_text(("limit", "allowed", "actual"),
+                        [(v.limit, v.allowed, v.actual) for v in result.violations])
+    if fmt == "markdown":
+        parts = [f"### ltd check: {verdict}", "", plan_header(result.plan), "",
+                 markdown_table(HEADERS, plan_rows(result.plan))]
+        if v_rows:
+            parts += ["", "**Violations**", "", markdown_table(("limit", "allowed", "actual"),
+                                                              v_rows)]
+        if c_rows:
+            parts += ["", f"**Change against {result.compared_to}**", "",
+                      markdown_table(("figure", "before", "after", "change"), c_rows)]
+        return "\n".join(parts) + "\n"
+    out = rich_table(plan_header(result.plan), HEADERS, plan_rows(result.plan))
+    if c_rows:
+        out += rich_table(f"change against {result.compared_to}",
+                          ("figure", "before", "after", "change"), c_rows)
+    if v_rows:
+        out += rich_table("violations", ("limit", "allowed", "actual"), v_rows)
+    return out + f"check {verdict}\n"

@@ -1,0 +1,158 @@
+"""Training: `train()` reads like a table of contents, `train_step()` does one optimizer step.
+
+The reserved length of each step comes from the planner's schedule (`planner.reserved_length`),
+the learning rate from the planner's LayerToken schedule (`planner.lr`), driven by the
+effective-token counter as Megatron-DeepSpeed keeps it (`planner.budget.Accounting`). AdamW,
+gradient clipping, bf16 autocast on CUDA and fp32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from planner.budget import Accounting
+from planner.lr import LRConfig, learning_rate_per_step
+from planner.schedule import RandomLTDConfig, reserved_length
+from worker.data import Corpus
+
+MLM_MASK_FRACTION = 0.15  # BERT's masked-LM rate
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """bf16 autocast where asked for; plain fp32 otherwise."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper, or the model itself."""
+    return getattr(model, "module", model)
+
+
+def loss_fn(model: nn.Module, inputs_BS: Tensor, targets_BS: Tensor,
+            reserved_length: int | None = None) -> Tensor:
+    """Next-token loss for a GPT; masked-LM loss for an encoder; CLS classification for ViT."""
+    core = unwrap(model)
+    V = core.shape.vocab_size
+    if core.causal:
+        logits_BSV = model(inputs_BS, reserved_length)
+        return F.cross_entropy(logits_BSV.flatten(0, 1).float(), targets_BS.flatten())
+    if getattr(core, "cls_only", False):
+        logits_B1V = model(inputs_BS, reserved_length)
+        return F.cross_entropy(logits_B1V[:, 0].float(), targets_BS[:, 0])
+    # Masked LM: hide a deterministic-per-batch 15% of the inputs behind token V - 1.
+    masked_BS = torch.rand(inputs_BS.shape, device=inputs_BS.device) < MLM_MASK_FRACTION
+    masked_BS[:, 0] = True  # at least one target per sample
+    logits_BSV = model(inputs_BS.masked_fill(masked_BS, V - 1), reserved_length)
+    return F.cross_entropy(logits_BSV[masked_BS].float(), inputs_BS[masked_BS])
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs_BS: Tensor,
+               targets_BS: Tensor, *, reserved_length: int | None, lr: float,
+               amp_dtype: torch.dtype = torch.float32, grad_clip: float = 1.0) -> Tensor:
+    """One optimizer step at `reserved_length` and `lr`; returns the loss (not synchronised)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(inputs_BS.device, amp_dtype):
+        loss = loss_fn(model, inputs_BS, targets_BS, reserved_length)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def make_optimizer(model: nn.Module, weight_decay: float = 0.1) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases, norms and embeddings' 1-d parameters."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}],
+        lr=0.0, betas=(0.9, 0.95))
+
+
+@dataclass(frozen=True)
+class RunSchedule:
+    """What every step of a run uses: its reserved length (None: no dropping) and LR."""
+
+    reserved_lengths: list[int | None]
+    lrs: list[float]
+    layer_tokens: int  # DeepSpeed's LayerTokens over the run, for one micro-batch
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.lrs)
+
+
+def run_schedule(num_steps: int, *, acc: Accounting, lr: LRConfig,
+                 ltd: RandomLTDConfig | None = None) -> RunSchedule:
+    """Per-step reserved lengths from the planner's schedule and LRs from its LayerToken LR
+    schedule, for a run of `num_steps` (a baseline when `ltd` is None)."""
+    S = acc.seq_len
+    r = reserved_length(np.arange(num_steps), ltd) if ltd else np.full(num_steps, S)
+    lrs = learning_rate_per_step(acc.effective_tokens(r), lr)
+    lengths = [int(x) if x < S else None for x in r]
+    return RunSchedule(lengths, [float(x) for x in lrs], int(acc.layer_tokens(r).sum()))
+
+
+@dataclass
+class TrainLog:
+    losses: list[float] = field(default_factory=list)
+    eval_loss: float | None = None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, corpus: Corpus, *, batch_size: int, seq_len: int,
+             num_batches: int, device: torch.device, amp_dtype: torch.dtype, seed: int) -> float:
+    """Mean held-out loss over `num_batches` fixed batches, no dropping."""
+    was_training = model.training
+    model.eval()
+    rng = np.random.default_rng(seed + 1_000_003)
+    V = unwrap(model).shape.vocab_size
+    total = 0.0
+    for _ in range(num_batches):
+        inputs, targets = corpus.batch("heldout", batch_size, seq_len, V, rng)
+        with autocast(device, amp_dtype):
+            total += float(loss_fn(model, inputs.to(device), targets.to(device)))
+    model.train(was_training)
+    return total / num_batches
+
+
+def train(model: nn.Module, corpus: Corpus, schedule: RunSchedule, *, batch_size: int,
+          device: torch.device, amp_dtype: torch.dtype = torch.float32, seed: int = 0,
+          eval_batches: int = 4, grad_clip: float = 1.0,
+          progress: Callable[[float], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainLog:
+    """Train `model` through `schedule`, then evaluate it on held-out data."""
+    # Setup: optimizer, data stream seeded per run (and per rank under DDP).
+    optimizer = make_optimizer(model)
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    rng = np.random.default_rng([seed, rank])
+    core = unwrap(model)
+    S, V = core.shape.seq_len, core.shape.vocab_size
+    log = TrainLog()
+    model.train()
+    # Steps: reserved length and LR from the planner, one optimizer step each.
+    for step, (r, lr) in enumerate(zip(schedule.reserved_lengths, schedule.lrs, strict=True)):
+        if should_stop is not None and should_stop():
+            break
+        inputs, targets = corpus.batch("train", batch_size, S, V, rng)
+        loss = train_step(model, optimizer, inputs.to(device), targets.to(device),
+                          reserved_length=r, lr=lr, amp_dtype=amp_dtype, grad_clip=grad_clip)
+        log.losses.append(float(loss))
+        if progress is not None:
+            progress((step + 1) / schedule.num_steps)
+    # Held-out evaluation, without dropping.
+    log.eval_loss = evaluate(model, corpus, batch_size=batch_size, seq_len=S,
+                             num_batches=eval_batches, device=device, amp_dtype=amp_dtype,
+                             seed=seed)
+    return log
