@@ -24,11 +24,11 @@ from pydantic import ValidationError
 
 from ltd import formats
 from planner.check import CheckLimits, check_plan
-from planner.errors import PlanInputError
+from planner.errors import PlanInputError, input_error_from
 from planner.hardware import GPU_PRESETS
 from planner.inverse import InverseRequest, solve
 from planner.models import PRESETS
-from planner.plan import Plan, PlanRequest, build_runs, input_error_from, plan_from_runs, resolve
+from planner.plan import Plan, PlanRequest, build_runs, plan_from_runs, resolve
 
 MAX_SCHEDULE_ROWS = 5_000_000
 FORMATS = ("table", "json", "markdown", "csv")

@@ -64,8 +64,9 @@ class HardwareConfig(BaseModel):
     def _known_gpu(self) -> HardwareConfig:
         if self.gpu not in GPU_PRESETS and self.peak_tflops is None:
             close = difflib.get_close_matches(self.gpu, list(GPU_PRESETS), n=3, cutoff=0.4)
-            hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(GPU_PRESETS)}"
-            raise ValueError(f"unknown GPU {self.gpu!r} (give peak_tflops, or {hint})")
+            known = ", ".join(close or GPU_PRESETS)
+            hint = f"did you mean {known}?" if close else f"known: {known}"
+            raise ValueError(f"gpu: unknown GPU {self.gpu!r} (give peak_tflops, or {hint})")
         return self
 
     @property

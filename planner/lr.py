@@ -31,10 +31,10 @@ class LRConfig(BaseModel):
     @model_validator(mode="after")
     def _order(self) -> LRConfig:
         if self.min_lr > self.peak_lr:
-            raise ValueError(f"min_lr ({self.min_lr}) must not exceed peak_lr ({self.peak_lr})")
+            raise ValueError(f"min_lr: {self.min_lr} must not exceed peak_lr ({self.peak_lr})")
         if self.decay_tokens <= self.warmup_tokens:
             raise ValueError(
-                f"decay_tokens ({self.decay_tokens}) must exceed "
+                f"decay_tokens: {self.decay_tokens} must exceed "
                 f"warmup_tokens ({self.warmup_tokens})"
             )
         return self

@@ -11,9 +11,9 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from planner.errors import PlanInputError
+from planner.errors import PlanInputError, input_error_from
 
 Arch = Literal["gpt", "bert", "vit"]
 Activation = Literal["gelu", "swiglu"]
@@ -60,12 +60,12 @@ class ModelShape(BaseModel):
     def _check_heads(self) -> ModelShape:
         if self.hidden_size % self.num_heads:
             raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of "
+                f"hidden_size: {self.hidden_size} must be a multiple of "
                 f"num_heads ({self.num_heads})"
             )
         if self.num_heads % self.kv_heads:
             raise ValueError(
-                f"num_heads ({self.num_heads}) must be a multiple of "
+                f"num_heads: {self.num_heads} must be a multiple of "
                 f"num_kv_heads ({self.kv_heads})"
             )
         return self
@@ -223,27 +223,35 @@ def from_hf_config(cfg: dict[str, Any]) -> ModelShape:
             seq_len=(image // patch) ** 2 + 1, patch_size=patch,
             num_channels=cfg.get("num_channels", 3),
         )
+    llama_like = kind in {"llama", "mistral", "qwen2"} or cfg.get("hidden_act") == "silu"
+    if kind not in {"bert", "roberta"} and not llama_like:
+        raise PlanInputError(
+            "model", f"unsupported Hugging Face model_type {kind!r} (gpt2, bert, llama, vit)"
+        )
     common = dict(
         num_layers=_hf_get(cfg, "num_hidden_layers"), hidden_size=_hf_get(cfg, "hidden_size"),
         num_heads=_hf_get(cfg, "num_attention_heads"),
         ffn_hidden_size=_hf_get(cfg, "intermediate_size"), vocab_size=_hf_get(cfg, "vocab_size"),
         seq_len=_hf_get(cfg, "max_position_embeddings"),
     )
-    if kind in {"bert", "roberta"}:
+    if not llama_like:
         return ModelShape(name=name, arch="bert", **common)
-    if kind in {"llama", "mistral", "qwen2"} or cfg.get("hidden_act") == "silu":
-        return ModelShape(
-            name=name, arch="gpt", activation="swiglu", position="rotary", bias=False,
-            norm="rmsnorm", tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            num_kv_heads=cfg.get("num_key_value_heads"), **common,
-        )
-    raise PlanInputError(
-        "model", f"unsupported Hugging Face model_type {kind!r} (gpt2, bert, llama, vit)"
+    return ModelShape(
+        name=name, arch="gpt", activation="swiglu", position="rotary", bias=False,
+        norm="rmsnorm", tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        num_kv_heads=cfg.get("num_key_value_heads"), **common,
     )
 
 
 def resolve_model(spec: str | dict[str, Any] | ModelShape, field: str = "model") -> ModelShape:
     """A preset name, an explicit shape (our field names) or a Hugging Face config object."""
+    try:
+        return _resolve_model(spec, field)
+    except ValidationError as exc:
+        raise input_error_from(exc, prefix=field) from None
+
+
+def _resolve_model(spec: str | dict[str, Any] | ModelShape, field: str) -> ModelShape:
     if isinstance(spec, ModelShape):
         return spec
     if isinstance(spec, str):

@@ -26,7 +26,7 @@ from planner.budget import (
     profile_until,
 )
 from planner.deepspeed import export_deepspeed_config, parse_deepspeed_config
-from planner.errors import PlanInputError
+from planner.errors import PlanInputError, input_error_from
 from planner.hardware import HardwareConfig, cost_usd, wall_clock_hours
 from planner.lr import LRConfig, learning_rate
 from planner.models import ModelShape, resolve_model
@@ -57,7 +57,9 @@ class RandomLTDRequest(BaseModel):
 
     min_value: int | None = Field(None, ge=1, description="Reserved length at step 0, tokens.")
     max_value: int | None = Field(None, ge=1, description="Reserved length at the end.")
-    schedule_type: ScheduleType | None = Field(None, description="fixed_linear, fixed_root, constant.")
+    schedule_type: ScheduleType | None = Field(
+        None, description="fixed_linear, fixed_root or constant."
+    )
     require_steps: int | None = Field(
         None, ge=1, le=MAX_REQUIRE_STEPS, description="Steps to reach max_value."
     )
@@ -108,12 +110,13 @@ class PlanRequest(BaseModel):
     @model_validator(mode="after")
     def _one_budget_each(self) -> PlanRequest:
         if (self.train_tokens is None) == (self.train_steps is None):
-            raise ValueError("give exactly one of train_tokens and train_steps")
+            raise ValueError("train_tokens: give exactly one of train_tokens and train_steps")
         ltd = [self.ltd_train_tokens is not None, self.ltd_train_steps is not None,
                self.ltd_equal_compute]
         if sum(ltd) > 1:
             raise ValueError(
-                "give at most one of ltd_train_tokens, ltd_train_steps and ltd_equal_compute"
+                "ltd_train_tokens: give at most one of ltd_train_tokens, ltd_train_steps and "
+                "ltd_equal_compute"
             )
         return self
 
@@ -404,11 +407,3 @@ def parse_request(data: dict[str, Any]) -> PlanRequest:
         return PlanRequest.model_validate(data)
     except ValidationError as exc:
         raise input_error_from(exc) from None
-
-
-def input_error_from(exc: ValidationError, prefix: str = "") -> PlanInputError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    field = ".".join(p for p in (prefix, loc) if p) or "request"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return PlanInputError(field, message)

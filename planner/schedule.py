@@ -40,12 +40,12 @@ class RandomLTDConfig(BaseModel):
     def _check_bounds(self) -> RandomLTDConfig:
         if self.min_value > self.max_value:
             raise ValueError(
-                f"min_value ({self.min_value}) must not exceed max_value ({self.max_value})"
+                f"min_value: {self.min_value} must not exceed max_value ({self.max_value})"
             )
         if self.schedule_type != "constant" and self.min_value < self.seq_per_step:
             # DeepSpeed rounds down to a multiple of seq_per_step: it would keep 0 tokens.
             raise ValueError(
-                f"min_value ({self.min_value}) must be at least seq_per_step "
+                f"min_value: {self.min_value} must be at least seq_per_step "
                 f"({self.seq_per_step}), or the first steps keep no tokens"
             )
         return self

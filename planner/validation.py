@@ -22,8 +22,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.hardware import gpu_preset_for_name
-from planner.plan import Plan, Runs
+from planner.hardware import HardwareConfig, gpu_preset_for_name
+from planner.models import ModelShape
+from planner.plan import Plan, Resolved, Runs, build_runs
 
 
 class ValidationSettings(BaseModel):
@@ -33,7 +34,8 @@ class ValidationSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     mode: Literal["throughput", "convergence", "both"] = Field(
-        "throughput", description="Measure step time, train both runs to equal LayerTokens, or both."
+        "throughput",
+        description="Measure step time, train both runs to equal LayerTokens, or both.",
     )
     num_layers: int | None = Field(
         None, ge=3, le=1000, description="Layers to build; default: the plan's, scaled to fit."
@@ -128,6 +130,28 @@ def measured_saving(runs: Runs, fit: list[float], *, measured_num_layers: int,
     return 1.0 - ltd_time / base_time
 
 
+def runs_for_plan(plan: Plan) -> Runs:
+    """The two runs of a stored plan document, rebuilt exactly from what the document holds.
+
+    The random-LTD run is rebuilt by its step count, whatever stopped it (steps, effective tokens
+    or LayerTokens): the same schedule cut at the same step gives the same profile.
+    """
+    model = ModelShape.model_validate({k: v for k, v in plan.model.items() if k != "num_params"})
+    resolved = Resolved(
+        model=model,
+        global_batch_size=plan.global_batch_size,
+        ltd=plan.random_ltd_config,
+        baseline_steps=plan.baseline.steps,
+        ltd_stop="ltd_train_steps",
+        ltd_target=plan.random_ltd.steps,
+        hardware=HardwareConfig.model_validate(plan.hardware),
+        lr=plan.lr,
+    )
+    runs = build_runs(resolved)
+    assert runs.ltd.num_steps == plan.random_ltd.steps  # internal invariant
+    return runs
+
+
 def calibrate(plan: Plan, result: ValidationResult, *, job_id: str) -> dict[str, Any]:
     """The calibrated projection a plan shows once a validation job has succeeded."""
     gpu = gpu_preset_for_name(result.gpu_name)
@@ -155,5 +179,5 @@ def calibrate(plan: Plan, result: ValidationResult, *, job_id: str) -> dict[str,
 
 __all__ = [
     "ConvergenceResult", "StepTime", "ValidationResult", "ValidationSettings", "calibrate",
-    "fit_step_time", "measured_saving",
+    "fit_step_time", "measured_saving", "runs_for_plan",
 ]

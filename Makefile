@@ -1,0 +1,43 @@
+# The README's commands. `make run` and `make test` each set up .venv on first use.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+# The CPU build of torch, installed before the project so that its `torch>=2.3` range is met
+# without pulling a multi-GB CUDA build (DESIGN.md, Machines).
+TORCH   ?= torch==2.13.0
+
+.PHONY: install run test test-fast lint format typecheck bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)  ## the service on its embedded defaults: SQLite file, a local worker
+	$(BIN)/ltd serve --with-worker
+
+test: $(STAMP)  ## the whole suite (PostgreSQL tests need LTD_TEST_POSTGRES_URL's server)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not postgres"
+
+lint: $(STAMP)
+	$(BIN)/ruff check planner api worker ltd tests benchmarks
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format planner api worker ltd tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_planner.py
+	$(BIN)/python benchmarks/bench_api.py
+	$(BIN)/python benchmarks/bench_ltd.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,136 @@
+"""The `ltd` command line: outputs, exit codes, and bad input of every kind."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ltd.cli import main
+
+GPT = ["--model", "gpt3-1.3b", "--train-batch-size", "512", "--train-tokens", "300B"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_plan_json_has_the_public_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", *GPT, "--ltd-train-tokens", "200e9",
+                       "--require-steps", "133333", "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    for run_name in ("baseline", "random_ltd"):
+        for field in ("steps", "tokens", "layer_tokens", "effective_tokens", "flops",
+                      "wall_clock_hours", "gpu_hours"):
+            assert field in doc[run_name]
+    assert doc["baseline"]["steps"] == 286_103
+    assert abs(doc["savings"]["layer_tokens"] - 0.333) < 0.001
+    assert doc["schedule"][0] == [0, 128] and doc["schedule"][-1][1] == 2048
+    assert "n*n" in doc["conventions"]["causal_attention"]
+
+
+def test_plan_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", *GPT, "--format", "markdown")
+    assert code == 0 and "| LayerTokens |" in out
+    code, out, _ = run(capsys, "plan", *GPT, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {r["figure"] for r in rows} >= {"steps", "layer_tokens", "flops", "gpu_hours"}
+    code, out, _ = run(capsys, "plan", *GPT)
+    assert code == 0 and "286,103" in out
+
+
+def test_schedule_csv_one_row_per_step(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "schedule", "--model", "gpt3-125m", "--train-batch-size", "4",
+                       "--train-steps", "50", "--require-steps", "20", "--peak-lr", "1e-3",
+                       "--decay-tokens", "400000", "--warmup-tokens", "10000")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["step", "reserved_length", "layer_tokens", "cumulative_layer_tokens",
+                             "effective_tokens", "cumulative_effective_tokens", "lr"]
+    assert [int(r["step"]) for r in rows] == list(range(50))
+    total = 0
+    for r in rows:  # cumulative columns are running sums; LayerTokens per DeepSpeed
+        total += int(r["layer_tokens"])
+        assert int(r["cumulative_layer_tokens"]) == total
+        assert int(r["layer_tokens"]) == 4 * (int(r["reserved_length"]) * 10 + 2048 * 2)
+    assert float(rows[0]["lr"]) == 0.0  # warmup starts from a zero counter
+    code, out, _ = run(capsys, "schedule", "--model", "gpt3-125m", "--train-batch-size", "4",
+                       "--train-steps", "50", "--every", "10")
+    assert [int(r["step"]) for r in csv.DictReader(io.StringIO(out))] == [0, 10, 20, 30, 40]
+
+
+def test_check_passes_and_fails(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "check", *GPT, "--max-gpu-hours", "1e9", "--format", "markdown")
+    assert code == 0 and "PASSED" in out
+    code, out, _ = run(capsys, "check", *GPT, "--max-gpu-hours", "10", "--format", "json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["passed"] is False
+    assert doc["violations"][0]["limit"] == "max_gpu_hours"
+    assert doc["violations"][0]["actual"] > 10
+    limits = tmp_path / "limits.toml"
+    limits.write_text("[limits]\nmin_flops_saving = 0.9\n")
+    code, _, _ = run(capsys, "check", *GPT, "--limits", str(limits))
+    assert code == 1
+
+
+BAD_INPUT = [
+    (["plan", "--model", "gpt3-13m", *GPT[2:]], "model", "gpt3-13b"),
+    (["plan", *GPT[:4], "--train-tokens", "-5"], "train_tokens", None),
+    (["plan", *GPT[:4], "--train-tokens", "1e18"], "train_tokens", None),
+    (["plan", *GPT, "--min-value", "4096"], "min_value", None),
+    (["plan", *GPT, "--seq-per-step", "0"], "seq_per_step", None),
+    (["plan", *GPT, "--require-steps", "0"], "require_steps", None),
+    (["plan", *GPT, "--layer-ids", "0,5,24"], "layer_ids", "out of range"),
+    (["plan", *GPT, "--mfu", "nan"], "--mfu", None),
+    (["plan", *GPT, "--mfu", "1.5"], "mfu", None),
+    (["plan", *GPT, "--price-per-gpu-hour", "inf"], "--price-per-gpu-hour", None),
+    (["plan", *GPT, "--gpu", "h100sxm"], "gpu", "h100-sxm"),
+    (["plan", "--model", "gpt3-1.3b", "--train-tokens", "1B"], "train_batch_size", None),
+    (["plan", *GPT, "--train-steps", "10"], "train_tokens", None),
+    (["plan", *GPT, "--deepspeed-config", "/nonexistent.json"], "--deepspeed-config", None),
+    (["check", *GPT, "--min-flops-saving", "2"], "min_flops_saving", None),
+    (["schedule", *GPT, "--every", "0"], "--every", None),
+]
+
+
+@pytest.mark.parametrize("argv, field, hint", BAD_INPUT)
+def test_bad_input_exits_2_naming_the_field(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                            field: str, hint: str | None) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own type errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert field in err
+    assert "Traceback" not in err
+    if hint:
+        assert hint in err
+
+
+def test_bad_deepspeed_json_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "ds.json"
+    bad.write_text("{not json")
+    code, _, err = run(capsys, "plan", *GPT, "--deepspeed-config", str(bad))
+    assert code == 2 and "--deepspeed-config" in err
+
+
+def test_entry_point_runs_without_traceback() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ltd", "plan", "--model", "nope",
+                           "--train-steps", "1", "--train-batch-size", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "model: unknown model preset 'nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_models_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "models", "--format", "json")
+    assert code == 0 and "llama-3-8b" in json.loads(out)

@@ -1,0 +1,64 @@
+"""Every preset parses and matches its published parameter count within 2%."""
+
+import pytest
+
+from planner.errors import PlanInputError
+from planner.models import PRESETS, ModelShape, from_hf_config, get_preset, resolve_model
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_parameter_count_within_2_percent_of_published(name: str) -> None:
+    m = get_preset(name)
+    assert m.published_params, "every preset cites its published count"
+    assert abs(m.num_params / m.published_params - 1) < 0.02
+    # Round-trips through its JSON form as an explicit shape.
+    assert ModelShape.model_validate(m.model_dump()) == m
+
+
+def test_gpt2_small_count_by_hand() -> None:
+    # 12 layers x (4 h^2 + 4h attention biases... ) computed term by term:
+    h, V, S, L = 768, 50257, 1024, 12
+    per_layer = 4 * h * h + 4 * h + 8 * h * h + 4 * h + h + 4 * h  # attn W+b, MLP W+b, 2 LNs
+    total = V * h + S * h + L * per_layer + 2 * h
+    assert total == 124_439_808 == get_preset("gpt2").num_params
+
+
+def test_unknown_preset_suggests_close_names() -> None:
+    with pytest.raises(PlanInputError) as info:
+        get_preset("gpt3-13m")
+    assert info.value.field == "model"
+    assert "gpt3-13b" in info.value.message
+
+
+HF_CONFIGS = {
+    "gpt2": ({"model_type": "gpt2", "n_layer": 12, "n_embd": 768, "n_head": 12,
+              "n_positions": 1024, "vocab_size": 50257, "n_inner": None}, "gpt2"),
+    "bert": ({"model_type": "bert", "num_hidden_layers": 24, "hidden_size": 1024,
+              "num_attention_heads": 16, "intermediate_size": 4096, "vocab_size": 30522,
+              "max_position_embeddings": 512, "type_vocab_size": 2}, "bert-large"),
+    "llama": ({"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096,
+               "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
+               "vocab_size": 128256, "max_position_embeddings": 8192, "hidden_act": "silu",
+               "tie_word_embeddings": False}, "llama-3-8b"),
+    "vit": ({"model_type": "vit", "num_hidden_layers": 12, "hidden_size": 768,
+             "num_attention_heads": 12, "intermediate_size": 3072, "image_size": 224,
+             "patch_size": 16, "num_channels": 3}, "vit-b16"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HF_CONFIGS))
+def test_hugging_face_config_matches_the_preset(kind: str) -> None:
+    cfg, preset = HF_CONFIGS[kind]
+    m = from_hf_config(cfg)
+    assert m.num_params == get_preset(preset).num_params
+    assert m.seq_len == get_preset(preset).seq_len
+    assert resolve_model(cfg).num_params == m.num_params
+
+
+def test_bad_shapes_name_the_field() -> None:
+    with pytest.raises(ValueError, match="num_heads"):
+        ModelShape(num_layers=2, hidden_size=100, num_heads=3, vocab_size=10, seq_len=8)
+    with pytest.raises(ValueError, match="num_layers"):
+        ModelShape(num_layers=0, hidden_size=64, num_heads=4, vocab_size=10, seq_len=8)
+    with pytest.raises(PlanInputError, match="model_type"):
+        from_hf_config({"model_type": "t5", "d_model": 512})
