@@ -56,6 +56,9 @@ def reserved_length(steps: np.ndarray | int, cfg: RandomLTDConfig) -> np.ndarray
     t = np.asarray(steps, dtype=np.float64)
     if cfg.schedule_type == "constant":
         return np.full(t.shape, cfg.min_value, dtype=np.int64)
+    if cfg.min_value == cfg.max_value:
+        # DeepSpeed starts at min_value and only recomputes while below max_value: never here.
+        return np.full(t.shape, cfg.max_value, dtype=np.int64)
     progress = t / cfg.require_steps  # float64, as DeepSpeed's float(global_steps) / require
     if cfg.schedule_type == "fixed_root":
         progress = progress ** (1.0 / cfg.root_degree)
