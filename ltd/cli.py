@@ -174,12 +174,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 text += formats.render_plan(result.plan, args.format)
             emit(text, args.output)
         return 0 if result.reachable else 1
-    p = plan_from_runs(build_runs(resolve(req)))
+    runs = build_runs(resolve(req))
+    p = plan_from_runs(runs)
     emit(formats.render_plan(p, args.format), args.output)
     if args.plot:
         from ltd.plots import plot_plan  # matplotlib only when asked for
 
-        plot_plan(p, req, args.plot)
+        plot_plan(p, runs, args.plot)
+        print(f"figures written to {args.plot}", file=sys.stderr)
     return 0
 
 

@@ -64,9 +64,11 @@ class StepProfile:
         steps = np.arange(start, self.num_steps if stop is None else stop, every)
         return self.values[np.searchsorted(self.starts, steps, side="right") - 1]
 
-    def cumulative(self, per_step: PerStep, steps: np.ndarray) -> np.ndarray:
-        """Sum of `per_step(r)` over steps 0..t inclusive, for each t in `steps` (int64)."""
-        per = per_step(self.values).astype(np.int64)
+    def cumulative(self, per_step: PerStep, steps: np.ndarray,
+                   dtype: type = np.int64) -> np.ndarray:
+        """Sum of `per_step(r)` over steps 0..t inclusive, for each t in `steps` (int64, or
+        float64 for figures such as FLOPs that outgrow it)."""
+        per = per_step(self.values).astype(dtype)
         done_before = np.concatenate(([0], np.cumsum(per[:-1] * np.diff(self.starts))))
         seg = np.searchsorted(self.starts, steps, side="right") - 1
         return done_before[seg] + per[seg] * (steps - self.starts[seg] + 1)

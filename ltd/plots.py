@@ -1,0 +1,118 @@
+"""The plan's figures: schedule, learning rate against LayerTokens, cumulative compute, cost.
+
+One function draws them (matplotlib, Agg backend, no display): `ltd plan --plot FILE.png` writes
+a PNG, and the API's report page embeds the same figure as inline SVG.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from planner.flops import step_flops  # noqa: E402
+from planner.lr import learning_rate  # noqa: E402
+from planner.plan import Plan, Runs  # noqa: E402
+
+MAX_POINTS = 2000
+
+
+def _steps(num_steps: int) -> np.ndarray:
+    every = max(1, num_steps // MAX_POINTS)
+    return np.unique(np.append(np.arange(0, num_steps, every), num_steps - 1))
+
+
+def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
+    """Sampled per-step figures of both runs (steps, length, cumulative LayerTokens/FLOPs, lr)."""
+    r = runs.resolved
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, prof, acc in (("baseline", runs.baseline, runs.baseline_acc),
+                            ("random_ltd", runs.ltd, runs.ltd_acc)):
+        steps = _steps(prof.num_steps)
+        lengths = prof.values[np.searchsorted(prof.starts, steps, side="right") - 1]
+
+        def flops(x: np.ndarray, acc: Any = acc) -> np.ndarray:
+            return step_flops(x.astype(np.float64), r.model,
+                              global_batch_size=acc.global_batch_size,
+                              num_ltd_layers=acc.num_ltd_layers)
+
+        eff = prof.cumulative(acc.effective_tokens, steps)
+        data = {
+            "step": steps, "reserved_length": lengths,
+            "cumulative_layer_tokens": prof.cumulative(acc.layer_tokens, steps),
+            "cumulative_flops": prof.cumulative(flops, steps, dtype=np.float64),
+        }
+        if r.lr is not None:
+            data["lr"] = learning_rate(eff - acc.effective_tokens(lengths), r.lr)
+        out[name] = data
+    return out
+
+
+def draw(plan: Plan, runs: Runs) -> Any:
+    """A 2 x 2 matplotlib figure of the plan."""
+    data = series(runs)
+    base, ltd = data["baseline"], data["random_ltd"]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+    fig.suptitle(f"random-LTD plan {plan.id}: {plan.model.get('name') or 'model'}, "
+                 f"{plan.savings.flops:.1%} FLOPs saved", fontsize=12)
+
+    ax = axes[0, 0]
+    ax.step(ltd["step"], ltd["reserved_length"], where="post", color="tab:orange")
+    ax.set(title="Reserved length per dropping layer", xlabel="optimizer step",
+           ylabel="tokens kept")
+    ax.axhline(plan.model["seq_len"], color="grey", lw=0.8, ls="--", label="full sequence S")
+    ax.legend(loc="lower right")
+
+    ax = axes[0, 1]
+    if "lr" in ltd:
+        ax.plot(base["cumulative_layer_tokens"], base["lr"], label="baseline")
+        ax.plot(ltd["cumulative_layer_tokens"], ltd["lr"], label="random-LTD")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no learning-rate schedule in the request\n(--peak-lr, --decay-tokens)",
+                ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set(title="Learning rate against LayerTokens", xlabel="cumulative LayerTokens",
+           ylabel="learning rate")
+
+    ax = axes[1, 0]
+    ax.plot(base["step"], base["cumulative_flops"], label="baseline")
+    ax.plot(ltd["step"], ltd["cumulative_flops"], label="random-LTD")
+    ax.set(title="Cumulative compute", xlabel="optimizer step", ylabel="model FLOPs")
+    ax.legend()
+
+    ax = axes[1, 1]
+    figures = [("GPU-hours", plan.baseline.gpu_hours, plan.random_ltd.gpu_hours)]
+    if plan.baseline.cost_usd is not None:
+        figures.append(("cost (USD)", plan.baseline.cost_usd, plan.random_ltd.cost_usd or 0.0))
+    if plan.calibrated:
+        figures.append(("GPU-hours, calibrated", plan.baseline.gpu_hours,
+                        plan.calibrated["random_ltd_gpu_hours"]))
+    x = np.arange(len(figures))
+    ax.bar(x - 0.2, [f[1] for f in figures], 0.4, label="baseline")
+    ax.bar(x + 0.2, [f[2] for f in figures], 0.4, label="random-LTD")
+    ax.set_xticks(x, [f[0] for f in figures])
+    ax.set(title="Cost side by side")
+    ax.legend()
+    return fig
+
+
+def plot_plan(plan: Plan, runs: Runs, path: str) -> None:
+    fig = draw(plan, runs)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plan_svg(plan: Plan, runs: Runs) -> str:
+    """The figure as an inline SVG document (no external assets)."""
+    with plt.rc_context({"svg.fonttype": "none"}):  # text as <text>, searchable and small
+        fig = draw(plan, runs)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Creator": None, "Date": None})
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]
