@@ -15,6 +15,7 @@ from rich.table import Table
 from planner.check import CheckResult
 from planner.lr import learning_rate
 from planner.plan import Plan, Runs
+from planner.validation import ValidationResult
 
 Rows = list[tuple[str, str, str, str]]
 
@@ -186,3 +187,80 @@ def render_check(result: CheckResult, fmt: str) -> str:
     if v_rows:
         out += rich_table("violations", ("limit", "allowed", "actual"), v_rows)
     return out + f"check {verdict}\n"
+
+
+def validation_rows(result: ValidationResult) -> list[tuple[str, str, str, str]]:
+    return [(str(s.reserved_length), f"{s.step_time_ms:,.2f}", f"{s.tokens_per_s:,.0f}",
+             f"{s.model_flops_per_s / 1e12:,.3f}") for s in result.step_times]
+
+
+def validation_summary(plan: Plan, result: ValidationResult) -> list[tuple[str, str]]:
+    rows = [
+        ("device", f"{result.device} {result.gpu_name or ''} (torch {result.torch_version}, "
+                   f"{result.dtype})".replace("  ", " ")),
+        ("measured model", f"{result.num_layers} layers ({result.num_ltd_layers} dropping), "
+                           f"micro-batch {result.micro_batch_size}, S {result.seq_len}"),
+        ("scaled down", "; ".join(result.scaled_down) or "nothing"),
+        ("measured wall-clock saving", pct(result.measured_wall_clock_saving)),
+        ("planner FLOPs saving", pct(result.flops_saving)),
+        ("MFU (full-length step)", "-" if result.mfu is None else f"{result.mfu:.1%}"),
+        ("peak memory", "-" if result.peak_memory_bytes is None
+         else f"{result.peak_memory_bytes / 2**20:,.0f} MiB"),
+        ("gather + scatter share", pct(result.gather_scatter_fraction)),
+    ]
+    if result.convergence is not None:
+        c = result.convergence
+        rows.append(("eval loss at equal LayerTokens",
+                     f"baseline {c.baseline_eval_loss:.4f} ({c.baseline_steps} steps), "
+                     f"random-LTD {c.random_ltd_eval_loss:.4f} ({c.random_ltd_steps} steps)"))
+    return rows
+
+
+def calibrated_rows(plan: Plan) -> list[tuple[str, str, str, str]]:
+    cal = plan.calibrated
+    if not cal:
+        return []
+    return [
+        ("wall-clock hours", human(plan.baseline.wall_clock_hours),
+         human(plan.random_ltd.wall_clock_hours), human(cal["random_ltd_wall_clock_hours"])),
+        ("GPU-hours", human(plan.baseline.gpu_hours), human(plan.random_ltd.gpu_hours),
+         human(cal["random_ltd_gpu_hours"])),
+        ("cost (USD)", human(plan.baseline.cost_usd), human(plan.random_ltd.cost_usd),
+         human(cal.get("random_ltd_cost_usd"))),
+        ("wall-clock saving", "", pct(plan.savings.wall_clock),
+         pct(cal["measured_wall_clock_saving"])),
+    ]
+
+
+CAL_HEADERS = ("figure", "baseline", "random-LTD (FLOPs projection)", "random-LTD (calibrated)")
+
+
+def render_validation(plan: Plan, result: ValidationResult, fmt: str) -> str:
+    step_headers = ("reserved length", "step time (ms)", "tokens/s", "model TFLOP/s")
+    summary = validation_summary(plan, result)
+    if fmt == "markdown":
+        return "\n".join([
+            f"### Validation of plan {plan.id}", "",
+            markdown_table(("measurement", "value"), summary), "",
+            markdown_table(step_headers, validation_rows(result)), ""])
+    if fmt == "csv":
+        return csv_text(step_headers, validation_rows(result))
+    return (rich_table(f"validation of plan {plan.id}", ("measurement", "value"), summary)
+            + rich_table("step time by reserved length", step_headers, validation_rows(result)))
+
+
+def render_job_outcome(job: dict[str, Any], plan: Plan, fmt: str) -> str:
+    """`ltd submit`'s last word: the job's end, its measurements, the calibrated projection."""
+    if fmt == "json":
+        return json.dumps({"job": job, "plan": plan.model_dump(mode="json")}, indent=2)
+    head = f"job {job['id']} {job['state']}"
+    if job["state"] != "succeeded":
+        return f"{head}: {job.get('error') or 'no result'}"
+    result = ValidationResult.model_validate(job["result"])
+    parts = [head, render_validation(plan, result, fmt)]
+    if plan.calibrated:
+        title = plan.calibrated.get("label", "calibrated projection")
+        rows = calibrated_rows(plan)
+        parts.append(f"**{title}**\n\n{markdown_table(CAL_HEADERS, rows)}" if fmt == "markdown"
+                     else rich_table(title, CAL_HEADERS, rows))
+    return "\n".join(parts)

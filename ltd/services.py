@@ -6,7 +6,6 @@ Each imports its package only when it runs, so `ltd plan` works without FastAPI 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
@@ -17,7 +16,7 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 
 
 def add_commands(sub: Any) -> None:
-    from ltd.cli import add_plan_flags, count, id_list, number
+    from ltd.cli import add_plan_flags, number
 
     p = sub.add_parser("serve", help="run the REST service (SQLite by default)")
     p.add_argument("--host", default="127.0.0.1")
@@ -38,6 +37,26 @@ def add_commands(sub: Any) -> None:
     add_plan_flags(p)
     p.set_defaults(format="markdown")
     p.add_argument("--plan", metavar="FILE", help="a plan JSON (ltd plan --format json)")
+    add_settings_flags(p)
+    p.add_argument("--output", "-o", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("submit", help="submit a validation job to a server and follow it")
+    add_plan_flags(p)
+    p.set_defaults(format="markdown")
+    p.add_argument("--plan", metavar="FILE", help="a plan JSON (ltd plan --format json)")
+    p.add_argument("--plan-id", help="a plan already stored on the server")
+    p.add_argument("--server", default=os.environ.get("LTD_API_URL", DEFAULT_API_URL),
+                   help="the API's URL (env LTD_API_URL; API key from env LTD_API_KEY)")
+    p.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    p.add_argument("--wait-minutes", type=number, default=120.0, help="give up following after")
+    add_settings_flags(p)
+    p.set_defaults(func=cmd_submit)
+
+
+def add_settings_flags(p: argparse.ArgumentParser) -> None:
+    from ltd.cli import count, id_list, number
+
     p.add_argument("--mode", choices=("throughput", "convergence", "both"))
     p.add_argument("--num-layers", type=count)
     p.add_argument("--validation-micro-batch-size", dest="v_micro_batch_size", type=count)
@@ -50,8 +69,6 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--device", choices=("auto", "cuda", "cpu"))
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"))
     p.add_argument("--max-minutes", type=number)
-    p.add_argument("--output", "-o", metavar="FILE")
-    p.set_defaults(func=cmd_validate)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -139,5 +156,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
+def cmd_submit(args: argparse.Namespace) -> int:
+    from ltd import formats
+    from ltd.cli import request_from_args
+    from ltd.remote import Client
+    from planner.plan import request_from_plan
+
+    settings = settings_from_args(args)
+    client = Client(args.server)
+    body: dict[str, Any] = {"settings": settings.model_dump(exclude_defaults=True)}
+    if args.plan_id:
+        body["plan_id"] = args.plan_id
+    elif args.plan:
+        request = request_from_plan(load_plan(args))
+        body["plan_request"] = request.model_dump(mode="json", exclude_none=True)
+    else:
+        body["plan_request"] = request_from_args(args).model_dump(mode="json", exclude_none=True)
+    job = client.submit_job(body)
+    if args.no_wait:
+        print(job["id"])
+        return 0
+    job = client.follow_job(job["id"], timeout_s=args.wait_minutes * 60)
+    plan = client.get_plan(job["plan_id"])
+    print(formats.render_job_outcome(job, plan, args.format))
+    return 0 if job["state"] == "succeeded" else 1

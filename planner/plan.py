@@ -27,7 +27,7 @@ from planner.budget import (
 )
 from planner.deepspeed import export_deepspeed_config, parse_deepspeed_config
 from planner.errors import PlanInputError, input_error_from
-from planner.hardware import HardwareConfig, cost_usd, wall_clock_hours
+from planner.hardware import GPU_PRESETS, HardwareConfig, cost_usd, wall_clock_hours
 from planner.lr import LRConfig, learning_rate
 from planner.models import ModelShape, resolve_model
 from planner.schedule import MAX_REQUIRE_STEPS, RandomLTDConfig, ScheduleType
@@ -290,6 +290,7 @@ class Plan(BaseModel):
     global_batch_size: int
     random_ltd_config: RandomLTDConfig
     ltd_stop: str
+    ltd_target: int = Field(description="Steps, effective tokens or LayerTokens, by ltd_stop.")
     hardware: dict[str, Any]
     conventions: dict[str, str]
     baseline: RunSummary
@@ -370,6 +371,7 @@ def plan_from_runs(runs: Runs) -> Plan:
         global_batch_size=r.global_batch_size,
         random_ltd_config=r.ltd,
         ltd_stop=r.ltd_stop,
+        ltd_target=r.ltd_target,
         hardware={**r.hardware.model_dump(), "peak_tflops": r.hardware.peak_flops_per_s / 1e12},
         conventions=CONVENTIONS,
         baseline=base,
@@ -392,6 +394,28 @@ def plan_from_runs(runs: Runs) -> Plan:
             train_batch_size=r.global_batch_size,
             model_type="decoder" if m.arch == "gpt" else "encoder",
         ),
+    )
+
+
+def request_from_plan(p: Plan) -> PlanRequest:
+    """A request that resolves to the same plan (same id): the plan document is enough to
+    recompute it, e.g. on a worker or from a plan file."""
+    model = {k: v for k, v in p.model.items() if k != "num_params"}
+    hardware = {k: v for k, v in p.hardware.items() if k in HardwareConfig.model_fields}
+    if hardware.get("peak_tflops") is not None and hardware.get("gpu") in GPU_PRESETS and (
+        GPU_PRESETS[hardware["gpu"]][0] == hardware["peak_tflops"]
+    ):
+        hardware["peak_tflops"] = None  # the preset's own peak, as the request had it
+    stop = {
+        "equal_steps": {},
+        "ltd_train_steps": {"ltd_train_steps": p.random_ltd.steps},
+        "ltd_train_tokens": {"ltd_train_tokens": p.ltd_target},
+        "equal_compute": {"ltd_equal_compute": True},
+    }[p.ltd_stop]
+    return PlanRequest(
+        model=model, train_batch_size=p.global_batch_size, train_steps=p.baseline.steps,
+        random_ltd=RandomLTDRequest(**p.random_ltd_config.model_dump()),
+        hardware=HardwareConfig(**hardware), lr=p.lr, **stop,
     )
 
 

@@ -74,3 +74,20 @@ def test_same_run_from_a_deepspeed_config_gives_the_same_numbers() -> None:
     c = plan({"model": "gpt3-1.3b", "deepspeed_config": a.deepspeed_config,
               "train_tokens": 300_000_000_000, "ltd_train_tokens": 200_000_000_000})
     assert c.id == a.id
+
+
+@pytest.mark.parametrize("extra", [
+    {}, {"ltd_train_steps": 200_000}, {"ltd_equal_compute": True},
+    {"hardware": {"gpu": "h100-sxm", "num_gpus": 16, "price_per_gpu_hour": 3.0},
+     "lr": {"peak_lr": 2e-4, "decay_tokens": 260_000_000_000}},
+])
+def test_a_plan_document_rebuilds_its_own_request(extra: dict) -> None:
+    from planner.plan import request_from_plan
+
+    body = {k: v for k, v in GPT3_13B_RUN.items() if k != "ltd_train_tokens"} | extra
+    if not extra:
+        body["ltd_train_tokens"] = GPT3_13B_RUN["ltd_train_tokens"]
+    p = plan(body)
+    again = plan(request_from_plan(p))
+    assert again.id == p.id
+    assert again.random_ltd == p.random_ltd and again.baseline == p.baseline
