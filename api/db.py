@@ -30,11 +30,14 @@ def is_sqlite(url: str) -> bool:
 
 def make_engine(url: str, *, busy_timeout_ms: int = 10_000) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and explicit BEGIN modes."""
+    # Pools hold more connections than a process uses at once (LTD_THREADS route threads plus
+    # one event-loop reader): a connection opened and closed per request (overflow) would cost
+    # more than the query.
     if not is_sqlite(url):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
-        pool_size=10, max_overflow=20,
+        pool_size=40, max_overflow=10,
     )
 
     @event.listens_for(engine, "connect")

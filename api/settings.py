@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     )
     lease_seconds: float = Field(60.0, gt=0, le=86_400, description="Lease length, seconds.")
     max_attempts: int = Field(3, ge=1, le=100, description="Claims per job before it fails.")
+    threads: int = Field(
+        8, ge=1, le=200,
+        description="Threads serving blocking routes (database calls) per process. Few threads "
+                    "contend less for the GIL; queued requests wait in the event loop.",
+    )
     migrate_on_start: bool = Field(True, description="Run Alembic migrations at start-up.")
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long SQLite waits for the write lock, milliseconds."

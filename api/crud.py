@@ -1,0 +1,99 @@
+"""Data access for plans and jobs: every query the API runs, as keyword-only functions.
+
+The job queue's state transitions (claim, heartbeat, complete, ...) live in `api.queue`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from api.models import JobRow, JobState, PlanRow
+
+# Plans -----------------------------------------------------------------------------------------
+
+
+def get_plan_json(session: Session, *, plan_id: str) -> str | None:
+    """The stored plan document (JSON text), or None."""
+    return session.scalar(select(PlanRow.plan_json).where(PlanRow.id == plan_id))
+
+
+def insert_plan(session: Session, *, plan_id: str, request_json: str, plan_json: str,
+                now: datetime) -> None:
+    session.add(PlanRow(id=plan_id, request_json=request_json, plan_json=plan_json,
+                        created_at=now))
+    session.flush()
+
+
+def set_plan_json(session: Session, *, plan_id: str, plan_json: str) -> None:
+    session.execute(update(PlanRow).where(PlanRow.id == plan_id).values(plan_json=plan_json))
+
+
+def list_plan_json(session: Session, *, limit: int, offset: int) -> tuple[list[str], int]:
+    """A page of plan documents, newest first, and the number of plans in all."""
+    rows = session.scalars(
+        select(PlanRow.plan_json).order_by(PlanRow.created_at.desc(), PlanRow.id)
+        .limit(limit).offset(offset)
+    ).all()
+    count = session.scalar(select(func.count()).select_from(PlanRow)) or 0
+    return list(rows), count
+
+
+# Jobs ------------------------------------------------------------------------------------------
+
+
+def new_job_id() -> str:
+    return "j_" + uuid.uuid4().hex
+
+
+def insert_job(session: Session, *, plan_id: str, settings_json: str, max_attempts: int,
+               now: datetime) -> JobRow:
+    """A queued job for a stored plan."""
+    job = JobRow(
+        id=new_job_id(), plan_id=plan_id, state=JobState.QUEUED.value,
+        settings_json=settings_json, attempts=0, max_attempts=max_attempts, progress=0.0,
+        created_at=now, updated_at=now,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, *, job_id: str, for_update: bool = False) -> JobRow | None:
+    """A job by id; `for_update` locks its row until the transaction ends (PostgreSQL)."""
+    query = select(JobRow).where(JobRow.id == job_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).first()
+
+
+def list_jobs(session: Session, *, state: JobState | None, limit: int, offset: int,
+              ) -> tuple[list[JobRow], int]:
+    """A page of jobs (newest first), optionally in one state, and how many match in all."""
+    query, count = select(JobRow), select(func.count()).select_from(JobRow)
+    if state is not None:
+        query = query.where(JobRow.state == state.value)
+        count = count.where(JobRow.state == state.value)
+    rows = session.scalars(
+        query.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit).offset(offset)
+    ).all()
+    return list(rows), session.scalar(count) or 0
+
+
+def has_expired_leases(session: Session, *, now: datetime) -> bool:
+    """Whether some running job's lease ran out by `now` (a cheap indexed probe)."""
+    query = select(JobRow.id).where(JobRow.state == JobState.RUNNING.value,
+                                    JobRow.lease_expires_at <= now).limit(1)
+    return session.scalar(query) is not None
+
+
+def count_jobs_by_state(session: Session) -> dict[JobState, int]:
+    """Jobs per state (every state present, zero when none)."""
+    rows = session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all()
+    counts = {state: 0 for state in JobState}
+    for state, n in rows:
+        counts[JobState(state)] = n
+    return counts

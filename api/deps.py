@@ -1,0 +1,86 @@
+"""FastAPI dependencies, as `Annotated` aliases: settings, database, clock and access control.
+
+They never block, so they are `async def`: FastAPI would run plain functions in its thread pool,
+one thread hop each per request.
+
+Access: worker endpoints need `Authorization: Bearer <LTD_WORKER_TOKEN>` (503 when the service
+has no worker token); when LTD_API_KEYS is set, the other /v1 endpoints need one of the keys, as
+`Authorization: Bearer <key>` or `X-API-Key: <key>`. Tokens are compared in constant time and
+never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+
+from api.db import Database
+from api.service import Clock
+from api.settings import Settings
+
+
+async def app_settings(request: Request) -> Settings:
+    """The settings the app was created with (`create_app(settings)`, by default the
+    environment's cached `get_settings()`)."""
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+
+async def get_db(request: Request) -> Database:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+async def get_clock(request: Request) -> Clock:
+    return request.app.state.clock  # type: ignore[no-any-return]
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+_api_bearer = HTTPBearer(auto_error=False, scheme_name="ApiKeyBearer",
+                         description="One of LTD_API_KEYS (only when the service sets them).")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKeyHeader")
+_worker_bearer = HTTPBearer(auto_error=False, scheme_name="WorkerToken",
+                            description="LTD_WORKER_TOKEN.")
+
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_api_bearer)]
+ApiKeyHeaderDep = Annotated[str | None, Depends(_api_key_header)]
+WorkerBearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_worker_bearer)]
+
+
+def _matches(given: str, secrets: tuple[SecretStr, ...]) -> bool:
+    """True when `given` equals one of `secrets`; compares against all, in constant time each."""
+    found = False
+    for secret in secrets:
+        found |= hmac.compare_digest(given.encode(), secret.get_secret_value().encode())
+    return found
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def require_api_key(settings: SettingsDep, bearer: BearerDep,
+                          header: ApiKeyHeaderDep) -> None:
+    """Pass when no API keys are configured, or the request carries one of them."""
+    if not settings.api_keys:
+        return
+    given = header if header is not None else (bearer.credentials if bearer else None)
+    if given is None or not _matches(given, settings.api_keys):
+        raise _unauthorized("missing or invalid API key (Authorization: Bearer <key> or "
+                            "X-API-Key: <key>)")
+
+
+async def require_worker_token(settings: SettingsDep, bearer: WorkerBearerDep) -> None:
+    """Pass only with the worker token; without one configured, worker endpoints are off."""
+    if settings.worker_token is None:
+        raise HTTPException(503, "worker endpoints are disabled: set LTD_WORKER_TOKEN on the "
+                                 "service (ltd serve --with-worker generates one)")
+    if bearer is None or not _matches(bearer.credentials, (settings.worker_token,)):
+        raise _unauthorized("missing or invalid worker token (Authorization: Bearer <token>)")

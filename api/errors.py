@@ -1,0 +1,95 @@
+"""Client errors and their JSON form: 404 unknown ids, 409 state conflicts, 422 bad fields.
+
+Every 422 has FastAPI's shape, `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`, whether
+pydantic rejected the body or the planner did (`planner.PlanInputError`, whose dotted field path
+becomes `loc`). The input is never echoed back: it may hold secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from planner import PlanInputError
+
+
+class NotFoundError(Exception):
+    """An id names nothing stored (404)."""
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident!r} not found")
+
+
+class ConflictError(Exception):
+    """The request clashes with the resource's state, e.g. a stale lease (409)."""
+
+
+class FieldError(Exception):
+    """A well-formed body whose field the planner refused (422)."""
+
+    def __init__(self, loc: Sequence[str | int], msg: str, type_: str = "value_error") -> None:
+        super().__init__(msg)
+        self.loc, self.msg, self.type = list(loc), msg, type_
+
+
+def plan_input_error(exc: PlanInputError | ValueError | ArithmeticError,
+                     prefix: Sequence[str]) -> FieldError:
+    """A planner error as a 422 located under `prefix` (e.g. ["body", "request"])."""
+    if isinstance(exc, PlanInputError):
+        return FieldError([*prefix, *exc.field.split(".")], exc.message, "plan_input")
+    return FieldError(list(prefix), str(exc), "plan_input")
+
+
+def _detail(loc: Sequence[str | int], msg: str, type_: str) -> dict[str, object]:
+    return {"loc": list(loc), "msg": msg, "type": type_}
+
+
+_NAMED = re.compile(r"([a-z_]+): (.*)", re.DOTALL)
+
+
+def _pydantic_detail(err: dict[str, Any]) -> dict[str, object]:
+    """One pydantic error; a model-level rule that names its field first ("min_value: ...",
+    the planner's convention) gets that field appended to `loc`."""
+    loc, msg = list(err["loc"]), str(err["msg"]).removeprefix("Value error, ")
+    named = _NAMED.match(msg) if err["type"] == "value_error" else None
+    if named:
+        loc, msg = [*loc, named[1]], named[2]
+    return _detail(loc, msg, err["type"])
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [_pydantic_detail(e) for e in exc.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _field(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FieldError)
+    return JSONResponse({"detail": [_detail(exc.loc, exc.msg, exc.type)]}, status_code=422)
+
+
+async def _plan_input(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PlanInputError)
+    err = plan_input_error(exc, ["body"])
+    return JSONResponse({"detail": [_detail(err.loc, err.msg, err.type)]}, status_code=422)
+
+
+async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=409)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(FieldError, _field)
+    app.add_exception_handler(PlanInputError, _plan_input)
+    app.add_exception_handler(NotFoundError, _not_found)
+    app.add_exception_handler(ConflictError, _conflict)

@@ -1,0 +1,53 @@
+"""The app factory: `create_app(settings=None)`; uvicorn's `--factory api.main:create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from api.db import Database, migrate
+from api.errors import install_error_handlers
+from api.metrics import Metrics, MetricsMiddleware
+from api.routes import checks, health, jobs, plans, worker
+from api.service import Clock, utcnow
+from api.settings import Settings, get_settings
+
+DESCRIPTION = """\
+Plan random-LTD (random and layerwise token dropping) training runs, gate them in CI, and
+validate them on real hardware through GPU workers.
+
+Access: when the service sets `LTD_API_KEYS`, `/v1` endpoints need `Authorization: Bearer <key>`
+or `X-API-Key: <key>`; worker endpoints always need `Authorization: Bearer <LTD_WORKER_TOKEN>`.
+Errors: 422 names the field (`detail[].loc`), 404 unknown ids, 409 state conflicts.
+"""
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """The service. `settings` defaults to the environment's (`get_settings()`, cached);
+    routes read them from `app.state.settings`. `clock` returns aware UTC datetimes (tests)."""
+    if settings is None:
+        settings = get_settings()
+    db = Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        if settings.migrate_on_start:
+            migrate(settings.database_url)
+        yield
+        db.dispose()
+
+    app = FastAPI(title="ltd-planner", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.clock = clock or utcnow
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    for module in (plans, checks, jobs, worker, health):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,48 @@
+"""The plan's report page: projection, calibrated projection, measurements and figures.
+
+Rendered on the server from a Jinja2 template; the figures are inline SVG, so the page needs no
+external asset and works offline.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ltd import formats
+from ltd.plots import plan_svg
+from planner.plan import Plan, build_runs, request_from_plan, resolve
+from planner.validation import ValidationResult
+
+
+@lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
+    return env.get_template("report.html")
+
+
+def render_report(plan: Plan, result: dict[str, Any] | None = None,
+                  job_id: str | None = None) -> str:
+    """The report page of a plan, with the latest successful validation result if any."""
+    runs = build_runs(resolve(request_from_plan(plan)))
+    measured = ValidationResult.model_validate(result) if result else None
+    return _template().render(
+        plan=plan,
+        header=formats.plan_header(plan),
+        rows=formats.plan_rows(plan),
+        cal_headers=formats.CAL_HEADERS,
+        calibrated_rows=formats.calibrated_rows(plan),
+        result=measured,
+        job_id=job_id,
+        summary=formats.validation_summary(plan, measured) if measured else [],
+        step_rows=formats.validation_rows(measured) if measured else [],
+        svg=plan_svg(plan, runs),
+        deepspeed=json.dumps(plan.deepspeed_config, indent=2),
+    )
