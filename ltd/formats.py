@@ -99,7 +99,8 @@ def render_plan(p: Plan, fmt: str) -> str:
         return p.model_dump_json(indent=2)
     rows = plan_rows(p)
     if fmt == "csv":
-        raw = [(k, getattr(p.baseline, f), getattr(p.random_ltd, f), "")
+        raw: list[tuple[str, Any, Any, Any]] = [
+            (k, getattr(p.baseline, f), getattr(p.random_ltd, f), "")
                for k, f in [("steps", "steps"), ("tokens", "tokens"),
                             ("effective_tokens", "effective_tokens"),
                             ("layer_tokens", "layer_tokens"), ("flops", "flops"),

@@ -37,9 +37,9 @@ def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
         lengths = prof.values[np.searchsorted(prof.starts, steps, side="right") - 1]
 
         def flops(x: np.ndarray, acc: Any = acc) -> np.ndarray:
-            return step_flops(x.astype(np.float64), r.model,
-                              global_batch_size=acc.global_batch_size,
-                              num_ltd_layers=acc.num_ltd_layers)
+            return np.asarray(step_flops(x.astype(np.float64), r.model,
+                                         global_batch_size=acc.global_batch_size,
+                                         num_ltd_layers=acc.num_ltd_layers))
 
         eff = prof.cumulative(acc.effective_tokens, steps)
         data = {

@@ -68,7 +68,7 @@ class StepProfile:
                    dtype: type = np.int64) -> np.ndarray:
         """Sum of `per_step(r)` over steps 0..t inclusive, for each t in `steps` (int64, or
         float64 for figures such as FLOPs that outgrow it)."""
-        per = per_step(self.values).astype(dtype)
+        per: np.ndarray = per_step(self.values).astype(dtype)
         done_before = np.concatenate(([0], np.cumsum(per[:-1] * np.diff(self.starts))))
         seg = np.searchsorted(self.starts, steps, side="right") - 1
         return done_before[seg] + per[seg] * (steps - self.starts[seg] + 1)

@@ -406,12 +406,13 @@ def request_from_plan(p: Plan) -> PlanRequest:
         GPU_PRESETS[hardware["gpu"]][0] == hardware["peak_tflops"]
     ):
         hardware["peak_tflops"] = None  # the preset's own peak, as the request had it
-    stop = {
+    stops: dict[str, dict[str, Any]] = {
         "equal_steps": {},
         "ltd_train_steps": {"ltd_train_steps": p.random_ltd.steps},
         "ltd_train_tokens": {"ltd_train_tokens": p.ltd_target},
         "equal_compute": {"ltd_equal_compute": True},
-    }[p.ltd_stop]
+    }
+    stop = stops[p.ltd_stop]
     return PlanRequest(
         model=model, train_batch_size=p.global_batch_size, train_steps=p.baseline.steps,
         random_ltd=RandomLTDRequest(**p.random_ltd_config.model_dump()),

@@ -83,6 +83,12 @@ class ValidationResult(BaseModel):
     num_ltd_layers: int = Field(description="Its dropping layers (L'_ltd).")
     micro_batch_size: int
     seq_len: int
+    accumulation_steps: int = Field(
+        1, description="Micro-batches per optimizer step (the plan's G / (GPUs x micro-batch)): "
+                       "step_time_ms is this many forward-backward passes plus one optimizer "
+                       "update.")
+    optimizer_step_ms: float | None = Field(
+        None, description="Once per optimizer step: gradient clipping and AdamW, milliseconds.")
     scaled_down: list[str] = Field(description="What was made smaller than the plan, and why.")
     step_times: list[StepTime]
     step_time_fit: list[float] = Field(description="T'(r) = c0 + c1 r + c2 r^2, milliseconds.")
