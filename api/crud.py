@@ -97,3 +97,13 @@ def count_jobs_by_state(session: Session) -> dict[JobState, int]:
     for state, n in rows:
         counts[JobState(state)] = n
     return counts
+
+
+def latest_succeeded_job(session: Session, *, plan_id: str) -> JobRow | None:
+    """The most recently finished successful validation job of a plan, or None."""
+    return session.scalars(
+        select(JobRow)
+        .where(JobRow.plan_id == plan_id, JobRow.state == JobState.SUCCEEDED.value)
+        .order_by(JobRow.finished_at.desc())
+        .limit(1)
+    ).first()

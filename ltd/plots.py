@@ -7,19 +7,21 @@ a PNG, and the API's report page embeds the same figure as inline SVG.
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
-import matplotlib
+import matplotlib as mpl
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from planner.flops import step_flops  # noqa: E402
-from planner.lr import learning_rate  # noqa: E402
-from planner.plan import Plan, Runs  # noqa: E402
+from planner.flops import step_flops
+from planner.lr import learning_rate
+from planner.plan import Plan, Runs
 
 MAX_POINTS = 2000
+# Figures are built without pyplot (no global figure registry); rcParams are still global, so
+# rendering takes a lock: the API renders reports from several threads.
+_RENDER_LOCK = threading.Lock()
 
 
 def _steps(num_steps: int) -> np.ndarray:
@@ -53,11 +55,12 @@ def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def draw(plan: Plan, runs: Runs) -> Any:
+def draw(plan: Plan, runs: Runs) -> Figure:
     """A 2 x 2 matplotlib figure of the plan."""
     data = series(runs)
     base, ltd = data["baseline"], data["random_ltd"]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+    fig = Figure(figsize=(12, 8), layout="constrained")
+    axes = fig.subplots(2, 2)
     fig.suptitle(f"random-LTD plan {plan.id}: {plan.model.get('name') or 'model'}, "
                  f"{plan.savings.flops:.1%} FLOPs saved", fontsize=12)
 
@@ -102,17 +105,14 @@ def draw(plan: Plan, runs: Runs) -> Any:
 
 
 def plot_plan(plan: Plan, runs: Runs, path: str) -> None:
-    fig = draw(plan, runs)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with _RENDER_LOCK:
+        draw(plan, runs).savefig(path, dpi=110)
 
 
 def plan_svg(plan: Plan, runs: Runs) -> str:
     """The figure as an inline SVG document (no external assets)."""
-    with plt.rc_context({"svg.fonttype": "none"}):  # text as <text>, searchable and small
-        fig = draw(plan, runs)
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Creator": None, "Date": None})
-    plt.close(fig)
+    buf = io.StringIO()
+    with _RENDER_LOCK, mpl.rc_context({"svg.fonttype": "none"}):  # text stays <text>
+        draw(plan, runs).savefig(buf, format="svg", metadata={"Creator": None, "Date": None})
     svg = buf.getvalue()
     return svg[svg.index("<svg"):]

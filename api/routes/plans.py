@@ -11,13 +11,16 @@ primary-key read (~0.2 ms, never waiting for a lock) cost less than a hop to the
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import crud, service
 from api.deps import ClockDep, DbDep, require_api_key
+from api.report import render_report
 from api.schemas import PLAN_REQUEST_EXAMPLE, PlansPublic
 from planner import Plan, PlanRequest
 
@@ -69,6 +72,19 @@ def list_plans(
     with db.read() as session:
         documents, count = crud.list_plan_json(session, limit=limit, offset=offset)
     return _json('{"data":[' + ",".join(documents) + f'],"count":{count}}}')
+
+
+@router.get("/{plan_id}/report", response_class=HTMLResponse,
+            responses={404: {"description": "Unknown id"}})
+def plan_report(plan_id: str, db: DbDep) -> HTMLResponse:
+    """The plan as a page people look at: projection, figures (inline SVG, no external assets),
+    and once a validation job has succeeded, its measurements and the calibrated projection."""
+    document = Plan.model_validate_json(service.stored_plan(db, plan_id))
+    with db.read() as session:
+        job = crud.latest_succeeded_job(session, plan_id=plan_id)
+        result = json.loads(job.result_json) if job and job.result_json else None
+        job_id = job.id if job else None
+    return HTMLResponse(render_report(document, result, job_id))
 
 
 @router.get("/{plan_id}", response_model=Plan, responses={404: {"description": "Unknown id"}})
