@@ -20,25 +20,17 @@ def headers() -> dict[str, str]:
 
 def remote_check(server: str, req: PlanRequest, limits: CheckLimits,
                  previous: Plan | None) -> CheckResult:
-    import httpx
+    """`POST /v1/checks` on a server; an earlier plan is stored there first (by its request, so
+    its id is the same) to be compared against."""
+    from planner.plan import request_from_plan
 
-    from ltd.cli import InputError
-
+    client = Client(server)
     body: dict[str, Any] = {"request": req.model_dump(mode="json", exclude_none=True),
                             "limits": limits.model_dump(exclude_none=True)}
     if previous is not None:
-        body["compare_plan"] = previous.model_dump(mode="json")
-    try:
-        resp = httpx.post(server.rstrip("/") + "/v1/checks", json=body, headers=headers(),
-                          timeout=60)
-    except httpx.HTTPError as exc:
-        raise InputError("--server", f"cannot reach {server}: {exc}") from None
-    if resp.status_code == 422:
-        detail = resp.json().get("detail")
-        raise InputError("request", f"the server refused it: {detail}")
-    if resp.status_code >= 400:
-        raise InputError("--server", f"{server} answered {resp.status_code}: {resp.text[:300]}")
-    return CheckResult.model_validate(resp.json())
+        old = request_from_plan(previous).model_dump(mode="json", exclude_none=True)
+        body["compare_plan_id"] = client.call("POST", "/v1/plans", json=old)["id"]
+    return CheckResult.model_validate(client.call("POST", "/v1/checks", json=body))
 
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -54,7 +46,7 @@ class Client:
         self.server = server.rstrip("/")
         self.http = httpx.Client(base_url=self.server, headers=headers(), timeout=timeout_s)
 
-    def _call(self, method: str, path: str, **kw: Any) -> Any:
+    def call(self, method: str, path: str, **kw: Any) -> Any:
         import httpx
 
         from ltd.cli import InputError
@@ -73,13 +65,13 @@ class Client:
         return resp.json()
 
     def submit_job(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/v1/jobs", json=body)
+        return self.call("POST", "/v1/jobs", json=body)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/jobs/{job_id}")
+        return self.call("GET", f"/v1/jobs/{job_id}")
 
     def get_plan(self, plan_id: str) -> Plan:
-        return Plan.model_validate(self._call("GET", f"/v1/plans/{plan_id}"))
+        return Plan.model_validate(self.call("GET", f"/v1/plans/{plan_id}"))
 
     def follow_job(self, job_id: str, *, timeout_s: float, poll_s: float = 1.0) -> dict[str, Any]:
         """Poll a job until it ends, with a progress bar on the terminal."""

@@ -9,6 +9,7 @@ convention). The last `heldout_fraction` of the tokens is held out for evaluatio
 
 from __future__ import annotations
 
+import functools
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-DEFAULT_MAX_BYTES = 8 * 2**20  # 8 MiB: far more than a validation job reads
+DEFAULT_MAX_BYTES = 4 * 2**20  # 4 MiB: several times what a default validation job reads
 
 
+@functools.lru_cache(maxsize=4)
 def stdlib_bytes(max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
-    """Bytes of the standard library's `.py` files, sorted by path, up to `max_bytes`."""
+    """Bytes of the standard library's `.py` files, sorted by path, up to `max_bytes` (read
+    once per process; the array is read-only)."""
     root = Path(sysconfig.get_paths()["stdlib"])
     chunks, total = [], 0
     for path in sorted(root.rglob("*.py")):
@@ -37,7 +40,9 @@ def stdlib_bytes(max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
             break
     if not chunks:
         raise RuntimeError(f"no Python sources found under {root}")
-    return np.frombuffer(b"".join(chunks)[:max_bytes], dtype=np.uint8).astype(np.int64)
+    tokens = np.frombuffer(b"".join(chunks)[:max_bytes], dtype=np.uint8).astype(np.int64)
+    tokens.setflags(write=False)
+    return tokens
 
 
 def load_tokens(dataset: str, max_tokens: int = DEFAULT_MAX_BYTES) -> np.ndarray:

@@ -12,7 +12,7 @@ length on each forward; by the planner's default the first and the last layer ne
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from torch import Tensor, nn
 
 from planner.models import ModelShape
@@ -39,7 +39,9 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(m: ModelShape) -> nn.Module:
-    return RMSNorm(m.hidden_size) if m.norm == "rmsnorm" else nn.LayerNorm(m.hidden_size, bias=m.bias)
+    if m.norm == "rmsnorm":
+        return RMSNorm(m.hidden_size)
+    return nn.LayerNorm(m.hidden_size, bias=m.bias)
 
 
 def rotary(x_BNSD: Tensor, position_ids_BS: Tensor, base: float = 10000.0) -> Tensor:

@@ -1,0 +1,187 @@
+"""The worker loop against a small in-process fake of the API's worker protocol."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from planner import plan
+from planner.validation import ValidationResult
+from worker.client import WorkerAuthError
+from worker.loop import run_worker
+
+TOKEN = "secret-token"
+PLAN = plan({"model": {"arch": "gpt", "num_layers": 4, "hidden_size": 32, "num_heads": 4,
+                       "vocab_size": 256, "seq_len": 64},
+             "train_batch_size": 4, "train_steps": 100})
+RESULT = ValidationResult(
+    device="cpu", gpu_name=None, torch_version="x", dtype="float32", num_layers=4,
+    num_ltd_layers=2, micro_batch_size=1, seq_len=64, scaled_down=[], step_times=[],
+    step_time_fit=[1.0, 0.0, 0.0], measured_wall_clock_saving=0.1, flops_saving=0.2, mfu=None,
+    peak_memory_bytes=None, seconds=1.0)
+
+
+class FakeApi:
+    """Queue of job ids; records every request; behaviours switchable per test."""
+
+    def __init__(self, jobs: list[str]) -> None:
+        self.queue = list(jobs)
+        self.requests: list[tuple[str, dict]] = []
+        self.cancel = False
+        self.lease_conflict = False
+        self.lock = threading.Lock()
+
+    def handle(self, path: str, body: dict, auth: str | None) -> tuple[int, dict | None]:
+        with self.lock:
+            self.requests.append((path, body))
+            if auth != f"Bearer {TOKEN}":
+                return 401, {"detail": "bad token"}
+            if path == "/v1/worker/claim":
+                if not self.queue:
+                    return 204, None
+                job_id = self.queue.pop(0)
+                return 200, {"job": {"id": job_id, "settings": {"mode": "throughput"}},
+                             "plan": PLAN.model_dump(mode="json"), "lease_id": "L-" + job_id,
+                             "lease_expires_at": "2030-01-01T00:00:00Z"}
+            if self.lease_conflict:
+                return 409, {"detail": "lease not current"}
+            if path.endswith("/heartbeat"):
+                return 200, {"cancelled": self.cancel, "lease_expires_at": None}
+            return 200, {"id": path.split("/")[4]}
+
+    def paths(self, suffix: str) -> list[dict]:
+        with self.lock:
+            return [b for p, b in self.requests if p.endswith(suffix)]
+
+
+def serve(api: FakeApi, port: int = 0) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            length = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            status, payload = api.handle(self.path, body, self.headers.get("Authorization"))
+            self.send_response(status)
+            data = b"" if payload is None else json.dumps(payload).encode()
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[FakeApi, str]]:
+    fake = FakeApi(["j1"])
+    server = serve(fake)
+    yield fake, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def slow_run(steps: int = 20, delay_s: float = 0.02):
+    def run(plan, settings, progress):
+        assert plan.id == PLAN.id and settings.mode == "throughput"
+        for i in range(steps):
+            time.sleep(delay_s)
+            progress((i + 1) / steps, f"step {i + 1}")
+        return RESULT
+    return run
+
+
+def test_job_runs_with_heartbeats_and_completes(api) -> None:
+    fake, url = api
+    run_worker(url, TOKEN, worker_id="w1", once=True, heartbeat_interval_s=0.05, run=slow_run())
+    assert fake.paths("/claim") == [{"worker_id": "w1"}]
+    beats = fake.paths("/heartbeat")
+    assert beats and all(b["lease_id"] == "L-j1" for b in beats)
+    progress = [b["progress"] for b in beats]
+    assert progress == sorted(progress) and 0 < progress[-1] <= 1
+    (done,) = fake.paths("/complete")
+    assert done["lease_id"] == "L-j1"
+    assert ValidationResult.model_validate(done["result"]) == RESULT
+
+
+def test_cancelled_job_stops_and_reports_nothing(api) -> None:
+    fake, url = api
+    fake.cancel = True
+    started = time.perf_counter()
+    run_worker(url, TOKEN, once=True, heartbeat_interval_s=0.05, run=slow_run(200))
+    assert time.perf_counter() - started < 3  # stopped long before its 4 s of steps
+    assert not fake.paths("/complete") and not fake.paths("/fail")
+
+
+def test_lost_lease_abandons_the_job(api) -> None:
+    fake, url = api
+    fake.lease_conflict = True
+    run_worker(url, TOKEN, once=True, heartbeat_interval_s=0.05, run=slow_run(200))
+    assert not fake.paths("/complete") and not fake.paths("/release")
+
+
+def test_failure_is_reported_with_retryable_flag(api) -> None:
+    fake, url = api
+
+    def broken(plan, settings, progress):
+        raise RuntimeError("CUDA out of memory")
+
+    run_worker(url, TOKEN, once=True, heartbeat_interval_s=0.05, run=broken)
+    (fail,) = fake.paths("/fail")
+    assert fail["retryable"] is True and "CUDA out of memory" in fail["error"]
+
+
+def test_bad_input_is_not_retryable(api) -> None:
+    fake, url = api
+
+    def bad(plan, settings, progress):
+        raise ValueError("dataset is not a file")
+
+    run_worker(url, TOKEN, once=True, run=bad)
+    assert fake.paths("/fail")[0]["retryable"] is False
+
+
+def test_stop_releases_the_running_job(api) -> None:
+    fake, url = api
+    stop = threading.Event()
+
+    def run(plan, settings, progress):
+        progress(0.1, "started")
+        stop.set()  # as the SIGTERM handler does
+        progress(0.2, "next")
+        raise AssertionError("the run should have been interrupted")
+
+    run_worker(url, TOKEN, heartbeat_interval_s=0.05, run=run, stop=stop)
+    assert fake.paths("/release") == [{"lease_id": "L-j1"}]
+    assert not fake.paths("/complete")
+
+
+def test_reconnects_with_backoff_when_api_is_down() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    fake = FakeApi(["j1"])
+    servers: list[ThreadingHTTPServer] = []
+    threading.Timer(1.2, lambda: servers.append(serve(fake, port))).start()
+    started = time.perf_counter()
+    run_worker(f"http://127.0.0.1:{port}", TOKEN, once=True, heartbeat_interval_s=0.05,
+               run=slow_run(2))
+    assert time.perf_counter() - started >= 1.2
+    assert len(fake.paths("/complete")) == 1
+    servers[0].shutdown()
+    servers[0].server_close()
+
+
+def test_bad_token_raises(api) -> None:
+    _, url = api
+    with pytest.raises(WorkerAuthError):
+        run_worker(url, "wrong", once=True, run=slow_run())

@@ -1,0 +1,61 @@
+"""`run_validation` end to end on a tiny plan, on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner import plan
+from planner.validation import ValidationResult, ValidationSettings
+from worker.validate import default_reserved_lengths, run_validation, size_job
+
+TINY_MODEL = {"arch": "gpt", "num_layers": 4, "hidden_size": 32, "num_heads": 4,
+              "vocab_size": 256, "seq_len": 64}
+
+
+def tiny_plan():
+    return plan({"model": TINY_MODEL, "train_batch_size": 4, "train_steps": 200})
+
+
+def test_default_lengths_span_the_schedule() -> None:
+    p = tiny_plan()
+    lengths = default_reserved_lengths(p.random_ltd_config, 64)
+    assert lengths[0] == p.random_ltd_config.min_value and lengths[-1] == 64
+    assert len(lengths) == 5 and lengths == sorted(lengths)
+
+
+def test_size_job_scales_layers_then_sequence_and_says_why() -> None:
+    p = plan({"model": "gpt2", "train_batch_size": 8, "train_steps": 100})
+    from planner.models import get_preset
+
+    size = size_job(get_preset("gpt2"), ValidationSettings(), plan_micro_batch_size=1,
+                    budget_s=1.0, memory_bytes=2**40, flops_per_s=1e10, step_equivalents=40)
+    assert size.num_layers == 3 and size.seq_len < 1024
+    assert any("num_layers 12 -> 6" in s for s in size.scaled_down)
+    assert any("seq_len" in s for s in size.scaled_down)
+    assert p.model["num_layers"] == 12
+    kept = size_job(get_preset("gpt2"), ValidationSettings(num_layers=5), plan_micro_batch_size=1,
+                    budget_s=1.0, memory_bytes=2**40, flops_per_s=1e10, step_equivalents=40)
+    assert kept.num_layers == 5  # a size the user set is kept
+
+
+def test_run_validation_end_to_end_tiny_plan() -> None:
+    calls: list[tuple[float, str]] = []
+    settings = ValidationSettings(mode="both", warmup_steps=1, measure_steps=2, train_steps=8,
+                                  device="cpu")
+    result = run_validation(tiny_plan(), settings, progress=lambda f, m: calls.append((f, m)))
+    assert isinstance(result, ValidationResult)
+    ValidationResult.model_validate_json(result.model_dump_json())
+    assert result.device == "cpu" and result.mfu is None and result.gpu_name is None
+    assert result.num_layers == 4 and result.num_ltd_layers == 2 and result.seq_len == 64
+    assert [t.reserved_length for t in result.step_times][-1] == 64
+    assert len(result.step_times) == 5 and all(t.step_time_ms > 0 for t in result.step_times)
+    assert -1.0 < result.measured_wall_clock_saving < 1.0
+    assert result.flops_saving == pytest.approx(tiny_plan().savings.flops)
+    assert result.gather_scatter_fraction is not None and result.gather_scatter_fraction >= 0
+    assert result.peak_memory_bytes and result.peak_memory_bytes > 0
+    conv = result.convergence
+    assert conv is not None and conv.random_ltd_steps >= conv.baseline_steps == 8
+    assert conv.baseline_eval_loss > 0 and conv.random_ltd_eval_loss > 0
+    fractions = [f for f, _ in calls]
+    assert all(0.0 <= f <= 1.0 for f in fractions) and fractions == sorted(fractions)
+    assert fractions[-1] == 1.0

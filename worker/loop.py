@@ -1,0 +1,189 @@
+"""`run_worker(api_url, token)`: claim a job, run it with heartbeats, report; again.
+
+While a job runs, a background thread heartbeats every few seconds with the latest progress. The
+run stops (at its next progress report) when the API says the job was cancelled (nothing is
+reported), when the lease is lost (409: the job is abandoned), or on SIGTERM (the job is released,
+then the worker exits). When the API cannot be reached the worker retries with exponential
+back-off, up to `MAX_BACKOFF_S` between tries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+from planner.plan import Plan
+from planner.validation import ValidationResult, ValidationSettings
+from worker.client import ApiUnavailableError, Claim, LeaseLostError, WorkerClient
+
+log = logging.getLogger("worker")
+
+HEARTBEAT_INTERVAL_S = 5.0
+MIN_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 60.0
+# Errors a retry cannot fix: the job's own input (settings, plan, dataset path) is wrong.
+NOT_RETRYABLE = (ValueError, TypeError, FileNotFoundError)
+
+Runner = Callable[[Plan, ValidationSettings, Callable[[float, str], None]], ValidationResult]
+
+
+class JobInterruptedError(Exception):
+    """Raised from the progress callback to stop a run: cancelled, lease lost or terminating."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _JobState:
+    """What the run thread and the heartbeat thread share about the job in hand."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.lock = threading.Lock()
+        self.progress, self.message = 0.0, "claimed"
+        self.cancelled, self.lease_lost = threading.Event(), threading.Event()
+        self.done, self.stop = threading.Event(), stop
+
+    def report(self, fraction: float, message: str) -> None:
+        """The run's progress callback: remember the latest, and stop the run if asked."""
+        with self.lock:
+            self.progress, self.message = fraction, message
+        for event, reason in ((self.cancelled, "cancelled"), (self.lease_lost, "lease lost"),
+                              (self.stop, "terminating")):
+            if event.is_set():
+                raise JobInterruptedError(reason)
+
+    def latest(self) -> tuple[float, str]:
+        with self.lock:
+            return self.progress, self.message
+
+
+def _heartbeat_loop(api_url: str, token: str, claim: Claim, state: _JobState,
+                    interval_s: float) -> None:
+    """Heartbeat until the job is done; flag cancellation or a lost lease."""
+    with WorkerClient(api_url, token) as client:
+        while not state.done.wait(interval_s):
+            progress, message = state.latest()
+            try:
+                if client.heartbeat(claim, progress, message):
+                    state.cancelled.set()
+                    return
+            except LeaseLostError:
+                state.lease_lost.set()
+                return
+            except ApiUnavailableError as exc:  # keep the run going; the lease may still hold
+                log.warning("heartbeat failed: %s", exc)
+
+
+def _backoff_s(failures: int) -> float:
+    """Exponential back-off with jitter: 0.5, 1, 2, ... up to MAX_BACKOFF_S seconds."""
+    return min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** max(failures - 1, 0)) * random.uniform(0.8, 1)
+
+
+def _until_reachable(call: Callable[[], Any], stop: threading.Event) -> Any:
+    """`call()` retried with back-off while the API is unavailable (None if told to stop)."""
+    failures = 0
+    while True:
+        try:
+            return call()
+        except ApiUnavailableError as exc:
+            failures += 1
+            wait_s = _backoff_s(failures)
+            log.warning("API unavailable (%s); retrying in %.1f s", exc, wait_s)
+            if stop.wait(wait_s):
+                return None
+
+
+def _report(call: Callable[[], Any], stop: threading.Event, what: str) -> None:
+    """Send a final report; a lost lease means the job is no longer ours to report on."""
+    try:
+        _until_reachable(call, stop)
+    except LeaseLostError as exc:
+        log.warning("%s refused, the lease is gone: %s", what, exc)
+
+
+def run_job(client: WorkerClient, claim: Claim, run: Runner, *, api_url: str, token: str,
+            stop: threading.Event, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> str:
+    """Run one claimed job to its end; returns what became of it (succeeded, failed,
+    cancelled, lease lost, released)."""
+    state = _JobState(stop)
+    beat = threading.Thread(target=_heartbeat_loop, name=f"heartbeat-{claim.job_id}",
+                            args=(api_url, token, claim, state, heartbeat_interval_s),
+                            daemon=True)
+    beat.start()
+    outcome, result, error = "succeeded", None, None
+    try:
+        result = run(claim.plan, claim.settings, state.report)
+    except JobInterruptedError as exc:
+        outcome = {"terminating": "released"}.get(exc.reason, exc.reason)
+    except Exception as exc:  # any failure of the run is the job's failure, reported
+        outcome, error = "failed", exc
+    finally:
+        state.done.set()
+        beat.join()
+    if outcome == "succeeded" and state.cancelled.is_set():
+        outcome = "cancelled"  # cancelled after the last progress report: report nothing
+    never = threading.Event()  # final reports are retried even while terminating
+    if outcome == "succeeded":
+        _report(lambda: client.complete(claim, result), never, "complete")
+    elif outcome == "failed":
+        text = "".join(traceback.format_exception(error))[-4000:]
+        _report(lambda: client.fail(claim, text, retryable=not isinstance(error, NOT_RETRYABLE)),
+                never, "fail")
+    elif outcome == "released":
+        _report(lambda: client.release(claim), never, "release")
+    log.info("job %s: %s", claim.job_id, outcome)
+    return outcome
+
+
+@contextmanager
+def _sigterm_sets(stop: threading.Event):
+    """While inside, SIGTERM (and SIGINT) set `stop` instead of killing the process (main
+    thread only; elsewhere signals are left alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def run_worker(api_url: str, token: str, *, worker_id: str | None = None, once: bool = False,
+               poll_interval_s: float = 2.0, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+               run: Runner | None = None, stop: threading.Event | None = None) -> None:
+    """Claim, run and report jobs until SIGTERM/SIGINT (or `stop` is set); with `once`, handle
+    at most one job (none if the queue is empty) and return. `run` defaults to
+    `worker.validate.run_validation`."""
+    if run is None:
+        from worker.validate import run_validation as run  # torch loads only when needed
+    stop = stop or threading.Event()
+    worker_id = worker_id or default_worker_id()
+    with _sigterm_sets(stop), WorkerClient(api_url, token) as client:
+        log.info("worker %s polling %s", worker_id, api_url)
+        while not stop.is_set():
+            claim = _until_reachable(lambda: client.claim(worker_id), stop)
+            if claim is not None:
+                log.info("job %s claimed", claim.job_id)
+                run_job(client, claim, run, api_url=api_url, token=token, stop=stop,
+                        heartbeat_interval_s=heartbeat_interval_s)
+            if once or stop.is_set():
+                return
+            if claim is None:
+                stop.wait(poll_interval_s)
