@@ -134,3 +134,22 @@ def test_entry_point_runs_without_traceback() -> None:
 def test_models_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "models", "--format", "json")
     assert code == 0 and "llama-3-8b" in json.loads(out)
+
+
+def test_check_compare_fails_on_growth(capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    old = tmp_path / "old.json"
+    assert main(["plan", *GPT, "--num-gpus", "64", "--format", "json", "-o", str(old)]) == 0
+    capsys.readouterr()
+    # The same run on 10% more tokens: GPU-hours grow by ~10%, over a 5% allowance.
+    code, out, _ = run(capsys, "check", "--model", "gpt3-1.3b", "--train-batch-size", "512",
+                       "--train-tokens", "330B", "--num-gpus", "64", "--compare", str(old),
+                       "--max-growth", "0.05", "--format", "markdown")
+    assert code == 1
+    assert "| max_growth.gpu_hours |" in out
+    assert "**Change against p_" in out and "| gpu_hours |" in out and "+10.00%" in out
+    # Within a 15% allowance it passes, still printing the diff.
+    code, out, _ = run(capsys, "check", "--model", "gpt3-1.3b", "--train-batch-size", "512",
+                       "--train-tokens", "330B", "--num-gpus", "64", "--compare", str(old),
+                       "--max-growth", "0.15", "--format", "markdown")
+    assert code == 0 and "| gpu_hours |" in out

@@ -1,0 +1,102 @@
+"""The product end to end on loopback, as a newcomer runs it: `ltd serve --with-worker` on its
+embedded defaults (a SQLite file in the working directory, a local worker), then the CLI against
+it: a plan, a check that passes and one that fails, a validation job on the CPU followed to
+success, and the report page with the measured figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ltd.formats import pct
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--model", "MODEL_FILE", "--train-batch-size", "16", "--train-steps", "2000",
+        "--gpu", "h100-sxm", "--num-gpus", "8", "--price-per-gpu-hour", "2.5"]
+SHAPE = {"name": "tiny-gpt", "num_layers": 6, "hidden_size": 128, "num_heads": 4,
+         "vocab_size": 256, "seq_len": 256}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LTD_")}  # the embedded defaults, nothing configured
+    proc = subprocess.Popen([sys.executable, "-m", "ltd", "serve", "--port", str(port),
+                             "--with-worker"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, "ltd serve exited"
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "ltd serve never became healthy"
+            time.sleep(0.2)
+        yield url, tmp_path
+    finally:
+        proc.terminate()  # serve stops its worker too
+        proc.wait(timeout=60)
+    assert (tmp_path / "ltd.db").exists()  # the embedded default: a SQLite file right here
+
+
+def ltd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ltd", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_newcomer_end_to_end(service: tuple[str, Path]) -> None:
+    url, cwd = service
+    (cwd / "tiny.json").write_text(json.dumps(SHAPE))
+    flags = [a if a != "MODEL_FILE" else str(cwd / "tiny.json") for a in TINY]
+
+    plan = ltd("plan", *flags, "--format", "json", cwd=cwd)
+    assert plan.returncode == 0, plan.stderr
+    doc = json.loads(plan.stdout)
+    gpu_hours = doc["random_ltd"]["gpu_hours"]
+
+    ok = ltd("check", *flags, "--server", url, "--max-gpu-hours", str(gpu_hours * 2),
+             "--format", "markdown", cwd=cwd)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "PASSED" in ok.stdout
+    bad = ltd("check", *flags, "--server", url, "--max-gpu-hours", str(gpu_hours / 2),
+              "--format", "json", cwd=cwd)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert json.loads(bad.stdout)["violations"][0]["limit"] == "max_gpu_hours"
+
+    submitted = ltd("submit", *flags, "--server", url, "--max-minutes", "1", "--format", "json",
+                    cwd=cwd)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    outcome = json.loads(submitted.stdout)
+    job, served_plan = outcome["job"], outcome["plan"]
+    assert job["state"] == "succeeded" and job["progress"] == 1.0
+    assert served_plan["id"] == doc["id"]  # the server planned the same run
+    result = job["result"]
+    assert result["device"] == "cpu" and len(result["step_times"]) >= 2
+    assert served_plan["calibrated"]["job_id"] == job["id"]
+
+    page = httpx.get(f"{url}/v1/plans/{doc['id']}/report", timeout=60).text
+    assert f"calibrated by job {job['id']}" in page
+    assert pct(result["measured_wall_clock_saving"]) in page
+    assert f"{result['step_times'][0]['step_time_ms']:,.2f}" in page
