@@ -24,6 +24,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--with-worker", action="store_true", help="also run a local worker")
     p.set_defaults(func=cmd_serve)
 
+    p = sub.add_parser("migrate", help="bring the database (LTD_DATABASE_URL) to the schema")
+    p.set_defaults(func=cmd_migrate)
+
     p = sub.add_parser("worker", help="claim validation jobs from an API and run them")
     p.add_argument("--api", default=os.environ.get("LTD_API_URL", DEFAULT_API_URL),
                    help="the API's URL (env LTD_API_URL)")
@@ -75,6 +78,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.server import serve
 
     serve(args.host, args.port, with_worker=args.with_worker)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from api.db import migrate
+    from api.settings import Settings
+
+    url = Settings().database_url
+    migrate(url)
+    print(f"database at {url.split('@')[-1]} is at the latest schema")
     return 0
 
 
@@ -144,6 +157,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bar.update(task, completed=fraction, description=message[:60])
 
         result = run_validation(plan, settings, progress=progress)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun every rank agrees on the result; rank 0 prints it
     if args.format == "json":
         text = result.model_dump_json(indent=2)
     else:
