@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from api.server import local_api_url, stop_worker, worker_command
+from tests.servers import free_port, wait_healthy
 
 
 def test_worker_command_and_url():
@@ -39,30 +39,12 @@ def test_stop_worker_terminates_then_kills():
     stubborn.stdout.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "server exited early"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server never became healthy")
-
 
 @pytest.mark.slow
 def test_serve_with_a_local_worker(tmp_path: Path):
     """The spawned worker gets a generated token that the service accepts; both stop on
     SIGTERM. (The worker command is replaced by a stand-in that records its environment.)"""
-    port, seen = _free_port(), tmp_path / "worker-env.txt"
+    port, seen = free_port(), tmp_path / "worker-env.txt"
     stand_in = (f"import os, time; open({str(seen)!r}, 'w').write("
                 "os.environ['LTD_WORKER_TOKEN'] + ' ' + os.environ['LTD_API_URL'] + ' ' + "
                 "str(os.getpid())); time.sleep(120)")
@@ -78,7 +60,7 @@ def test_serve_with_a_local_worker(tmp_path: Path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc)
+        wait_healthy(url, proc)
         deadline = time.monotonic() + 20
         while not (seen.exists() and seen.read_text().count(" ") == 2):
             assert time.monotonic() < deadline, "worker never started"

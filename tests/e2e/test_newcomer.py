@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import httpx
 import pytest
 
 from ltd.formats import pct
+from tests.servers import ltd_serve
 
 pytestmark = pytest.mark.slow
 
@@ -27,37 +26,12 @@ SHAPE = {"name": "tiny-gpt", "num_layers": 6, "hidden_size": 128, "num_heads": 4
          "vocab_size": 256, "seq_len": 256}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = _free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("LTD_")}  # the embedded defaults, nothing configured
-    proc = subprocess.Popen([sys.executable, "-m", "ltd", "serve", "--port", str(port),
-                             "--with-worker"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "ltd serve exited"
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "ltd serve never became healthy"
-            time.sleep(0.2)
+    with ltd_serve(tmp_path, "--with-worker", env=env) as url:
         yield url, tmp_path
-    finally:
-        proc.terminate()  # serve stops its worker too
-        proc.wait(timeout=60)
     assert (tmp_path / "ltd.db").exists()  # the embedded default: a SQLite file right here
 
 

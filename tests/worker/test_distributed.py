@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.servers import free_port
+
 pytestmark = pytest.mark.slow
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _child(rank: int, world: int, port: int, out_dir: str) -> None:
@@ -60,7 +56,7 @@ def _child(rank: int, world: int, port: int, out_dir: str) -> None:
 
 
 def test_ddp_two_processes_gloo(tmp_path) -> None:
-    mp.spawn(_child, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_child, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for r in ranks:
         assert r["world"] == 2 and r["replicas_equal"]

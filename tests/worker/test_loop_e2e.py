@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from api.main import create_app  # noqa: E402
 from api.settings import Settings  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 from worker.loop import run_worker  # noqa: E402
 from worker.validate import run_validation  # noqa: E402
 
@@ -25,17 +25,12 @@ TINY_MODEL = {"arch": "gpt", "num_layers": 4, "hidden_size": 32, "num_heads": 4,
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def api_url(tmp_path) -> Iterator[str]:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'ltd.db'}", worker_token=TOKEN,
                         lease_seconds=30)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ltd.formats import human, pct
+from tests.servers import ltd_serve
 
 TITLES = ("Reserved length per dropping layer", "Learning rate against LayerTokens",
           "Cumulative compute", "Cost side by side")
@@ -52,38 +50,14 @@ def test_report_of_unknown_plan_is_404(client: TestClient) -> None:
     assert client.get("/v1/plans/p_nope/report").status_code == 404
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[str]:
     """The real service (uvicorn, SQLite file) on a free loopback port."""
-    port = _free_port()
     env = {**os.environ, "LTD_DATABASE_URL": f"sqlite:///{tmp_path / 'ltd.db'}",
            "LTD_WORKER_TOKEN": "browser-test-token"}
     env.pop("LTD_API_KEYS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "ltd", "serve", "--port", str(port)],
-                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "server exited"
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server never became healthy"
-            time.sleep(0.2)
+    with ltd_serve(tmp_path, env=env) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _chromium() -> str:
