@@ -113,15 +113,18 @@ def step_flops(r: np.ndarray | int, m: ModelShape, *, global_batch_size: int,
 WEIGHT_BYTES, GRAD_BYTES, OPTIMIZER_BYTES = 2, 2, 12
 
 
-def layer_activation_bytes(n_tokens: int, m: ModelShape, micro_batch_size: int) -> int:
+def layer_activation_bytes(n_tokens: int, m: ModelShape, micro_batch_size: int, *,
+                           flash_attention: bool = False) -> int:
     """Activations one layer keeps for backward, bf16, no recompute (Korthikanti et al. 2022,
-    eq. 2): s * b * h * (34 + 5 * a * s / h) bytes."""
+    eq. 2): s * b * h * (34 + 5 * a * s / h) bytes. The 5 a s^2 b term is the attention scores,
+    softmax and dropout mask; a fused (flash) attention kernel never stores them: 34 s b h."""
     s, b, h, a = n_tokens, micro_batch_size, m.hidden_size, m.num_heads
-    return int(s * b * h * (34 + 5 * a * s / h))
+    scores = 0 if flash_attention else 5 * a * s / h
+    return int(s * b * h * (34 + scores))
 
 
 def activation_bytes(r: int, m: ModelShape, *, num_ltd_layers: int, micro_batch_size: int,
-                     activation_recompute: bool) -> int:
+                     activation_recompute: bool, flash_attention: bool = False) -> int:
     """Activations of one micro-batch: full layers at S, dropping layers at r.
 
     With full recompute only each layer's input (2 * s * b * h bytes) is kept, plus one layer's
@@ -131,7 +134,7 @@ def activation_bytes(r: int, m: ModelShape, *, num_ltd_layers: int, micro_batch_
     full_layers = m.num_layers - num_ltd_layers
     if activation_recompute:
         kept = full_layers * 2 * S * b * h + num_ltd_layers * 2 * r * b * h
-        return kept + layer_activation_bytes(S, m, b)
-    return full_layers * layer_activation_bytes(S, m, b) + num_ltd_layers * layer_activation_bytes(
-        r, m, b
-    )
+        return kept + layer_activation_bytes(S, m, b, flash_attention=flash_attention)
+    per_layer = {n: layer_activation_bytes(n, m, b, flash_attention=flash_attention)
+                 for n in (S, r)}
+    return full_layers * per_layer[S] + num_ltd_layers * per_layer[r]

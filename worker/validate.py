@@ -102,10 +102,11 @@ def _estimate_s(m: ModelShape, num_layers: int, mb: int, seq_len: int, *, step_e
 
 def _estimate_bytes(m: ModelShape, num_layers: int, mb: int, seq_len: int) -> int:
     """Training memory: fp32 weights, grads and AdamW state (16 bytes a parameter), fp32
-    activations (twice the planner's bf16 estimate) and the logits with their gradient."""
+    activations (twice the planner's bf16 estimate; the model's scaled_dot_product_attention
+    stores no attention scores) and the logits with their gradient."""
     shape = m.model_copy(update={"num_layers": num_layers, "seq_len": seq_len})
     acts = 2 * activation_bytes(seq_len, shape, num_ltd_layers=0, micro_batch_size=mb,
-                                activation_recompute=False)
+                                activation_recompute=False, flash_attention=True)
     logits = 3 * 4 * mb * shape.head_tokens * shape.vocab_size
     return 16 * shape.num_params + acts + logits
 

@@ -69,3 +69,10 @@ def test_memory_estimate_by_hand() -> None:
     # (34 + 80) = 478,150,656 bytes a layer, x 24 layers.
     assert p.memory.activations_bytes_full == 24 * 478_150_656
     assert p.memory.activations_bytes_min < p.memory.activations_bytes_full
+
+
+def test_flash_attention_drops_the_score_activations() -> None:
+    # 34 s b h bytes without the 5 a s^2 b scores: 2048 * 1 * 2048 * 34 = 142,606,336.
+    m = get_preset("gpt3-1.3b")
+    assert F.layer_activation_bytes(2048, m, 1, flash_attention=True) == 142_606_336
+    assert F.layer_activation_bytes(2048, m, 1) == 478_150_656
