@@ -177,6 +177,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     runs = build_runs(resolve(req))
     p = plan_from_runs(runs)
     emit(formats.render_plan(p, args.format), args.output)
+    if args.export_deepspeed:
+        Path(args.export_deepspeed).write_text(json.dumps(p.deepspeed_config, indent=2) + "\n")
+        print(f"DeepSpeed config keys written to {args.export_deepspeed}", file=sys.stderr)
     if args.plot:
         from ltd.plots import plot_plan  # matplotlib only when asked for
 
@@ -285,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_flags(p)
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the plan's figures")
+    p.add_argument("--export-deepspeed", metavar="FILE.json",
+                   help="write the plan's DeepSpeed keys (train_batch_size, random_ltd)")
     p.add_argument("--target-saving", type=number, help="inverse planning: fraction to save")
     p.add_argument("--target-metric", choices=("layer_tokens", "flops"), default="layer_tokens")
     p.add_argument("--solve-for", choices=("require_steps", "min_value"), default="require_steps")

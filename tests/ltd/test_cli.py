@@ -153,3 +153,19 @@ def test_check_compare_fails_on_growth(capsys: pytest.CaptureFixture[str],
                        "--train-tokens", "330B", "--num-gpus", "64", "--compare", str(old),
                        "--max-growth", "0.15", "--format", "markdown")
     assert code == 0 and "| gpu_hours |" in out
+
+
+def test_export_deepspeed_reads_back_to_the_same_plan(capsys: pytest.CaptureFixture[str],
+                                                      tmp_path: Path) -> None:
+    ds = tmp_path / "ds.json"
+    code, out, _ = run(capsys, "plan", *GPT, "--require-steps", "133333", "--format", "json",
+                       "--export-deepspeed", str(ds))
+    assert code == 0
+    block = json.loads(ds.read_text())
+    ltd = block["data_efficiency"]["data_routing"]["random_ltd"]
+    assert block["train_batch_size"] == 512 and ltd["random_ltd_layer_id"] == list(range(1, 23))
+    assert ltd["random_ltd_schedule"]["schedule_config"] == {"require_steps": 133333,
+                                                             "seq_per_step": 16}
+    code, again, _ = run(capsys, "plan", "--model", "gpt3-1.3b", "--train-tokens", "300B",
+                         "--deepspeed-config", str(ds), "--format", "json")
+    assert code == 0 and json.loads(again)["id"] == json.loads(out)["id"]
