@@ -15,8 +15,8 @@ import jinja2
 
 from ltd import formats
 from ltd.plots import plan_svg
-from planner.plan import Plan, build_runs, request_from_plan, resolve
-from planner.validation import ValidationResult
+from planner.plan import Plan
+from planner.validation import ValidationResult, runs_for_plan
 
 
 @lru_cache(maxsize=1)
@@ -31,7 +31,7 @@ def _template() -> jinja2.Template:
 def render_report(plan: Plan, result: dict[str, Any] | None = None,
                   job_id: str | None = None) -> str:
     """The report page of a plan, with the latest successful validation result if any."""
-    runs = build_runs(resolve(request_from_plan(plan)))
+    runs = runs_for_plan(plan)
     measured = ValidationResult.model_validate(result) if result else None
     return _template().render(
         plan=plan,

@@ -22,9 +22,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.hardware import HardwareConfig, gpu_preset_for_name
-from planner.models import ModelShape
-from planner.plan import Plan, Resolved, Runs, build_runs
+from planner.hardware import gpu_preset_for_name
+from planner.plan import Plan, Runs, build_runs, request_from_plan, resolve
 
 
 class ValidationSettings(BaseModel):
@@ -137,23 +136,8 @@ def measured_saving(runs: Runs, fit: list[float], *, measured_num_layers: int,
 
 
 def runs_for_plan(plan: Plan) -> Runs:
-    """The two runs of a stored plan document, rebuilt exactly from what the document holds.
-
-    The random-LTD run is rebuilt by its step count, whatever stopped it (steps, effective tokens
-    or LayerTokens): the same schedule cut at the same step gives the same profile.
-    """
-    model = ModelShape.model_validate({k: v for k, v in plan.model.items() if k != "num_params"})
-    resolved = Resolved(
-        model=model,
-        global_batch_size=plan.global_batch_size,
-        ltd=plan.random_ltd_config,
-        baseline_steps=plan.baseline.steps,
-        ltd_stop="ltd_train_steps",
-        ltd_target=plan.random_ltd.steps,
-        hardware=HardwareConfig.model_validate(plan.hardware),
-        lr=plan.lr,
-    )
-    runs = build_runs(resolved)
+    """The two runs of a stored plan document, rebuilt exactly (the same plan id)."""
+    runs = build_runs(resolve(request_from_plan(plan)))
     assert runs.ltd.num_steps == plan.random_ltd.steps  # internal invariant
     return runs
 
