@@ -38,7 +38,7 @@ from planner.validation import (
 )
 from worker import distributed, measure
 from worker.data import Corpus, load_corpus
-from worker.model import Transformer, build_model, default_ltd_layer_ids
+from worker.model import Transformer, build_model, default_ltd_layer_ids, padded_vocab_size
 from worker.train import make_optimizer, run_schedule, train, unwrap
 
 Progress = Callable[[float, str], None]
@@ -107,7 +107,7 @@ def _estimate_bytes(m: ModelShape, num_layers: int, mb: int, seq_len: int) -> in
     shape = m.model_copy(update={"num_layers": num_layers, "seq_len": seq_len})
     acts = 2 * activation_bytes(seq_len, shape, num_ltd_layers=0, micro_batch_size=mb,
                                 activation_recompute=False, flash_attention=True)
-    logits = 3 * 4 * mb * shape.head_tokens * shape.vocab_size
+    logits = 3 * 4 * mb * shape.head_tokens * padded_vocab_size(shape.vocab_size)
     return 16 * shape.num_params + acts + logits
 
 

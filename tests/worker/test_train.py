@@ -58,3 +58,13 @@ def test_tiny_model_loss_falls(corpus, drop: bool) -> None:
     first, last = np.mean(log.losses[:3]), np.mean(log.losses[-5:])
     assert last < first - 1.0, (first, last)
     assert log.eval_loss is not None and log.eval_loss < first
+
+
+def test_vocabulary_is_padded_as_megatron_pads_it() -> None:
+    from worker.model import build_model, padded_vocab_size
+
+    assert padded_vocab_size(50257) == 50304 and padded_vocab_size(256) == 256
+    model = build_model(tiny_shape(vocab_size=100))
+    assert model.tok_emb.weight.shape[0] == model.lm_head.weight.shape[0] == 128
+    logits = model(torch.randint(0, 100, (2, 8)))
+    assert logits.shape[-1] == 128
