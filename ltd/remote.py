@@ -9,10 +9,6 @@ from planner.check import CheckLimits, CheckResult
 from planner.plan import Plan, PlanRequest
 
 
-class RemoteError(Exception):
-    pass
-
-
 def headers() -> dict[str, str]:
     key = os.environ.get("LTD_API_KEY")
     return {"Authorization": f"Bearer {key}"} if key else {}

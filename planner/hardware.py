@@ -10,8 +10,6 @@ import difflib
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from planner.errors import PlanInputError
-
 DEFAULT_MFU = 0.40  # a well-tuned Megatron-style run on A100/H100 reaches 0.35-0.55
 
 # Dense bf16 (V100: fp16) tensor-core peaks in TFLOP/s, and memory in GB, from the datasheets.
@@ -83,9 +81,3 @@ def wall_clock_hours(model_flops: float, hw: HardwareConfig, mfu: float | None =
 
 def cost_usd(gpu_hours: float, hw: HardwareConfig) -> float | None:
     return None if hw.price_per_gpu_hour is None else gpu_hours * hw.price_per_gpu_hour
-
-
-def require_known_gpu(name: str, field: str = "hardware.gpu") -> str:
-    if name not in GPU_PRESETS:
-        raise PlanInputError(field, f"unknown GPU {name!r}; known: {', '.join(GPU_PRESETS)}")
-    return name
