@@ -66,6 +66,8 @@ def plan_header(p: Plan) -> str:
 
 
 HEADERS = ("figure", "baseline", "random-LTD", "saving")
+CSV_FIGURES = ("steps", "tokens", "effective_tokens", "layer_tokens", "flops", "hardware_flops",
+               "wall_clock_hours", "gpu_hours", "cost_usd")
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -99,17 +101,10 @@ def render_plan(p: Plan, fmt: str) -> str:
         return p.model_dump_json(indent=2)
     rows = plan_rows(p)
     if fmt == "csv":
-        raw: list[tuple[str, Any, Any, Any]] = [
-            (k, getattr(p.baseline, f), getattr(p.random_ltd, f), "")
-               for k, f in [("steps", "steps"), ("tokens", "tokens"),
-                            ("effective_tokens", "effective_tokens"),
-                            ("layer_tokens", "layer_tokens"), ("flops", "flops"),
-                            ("hardware_flops", "hardware_flops"),
-                            ("wall_clock_hours", "wall_clock_hours"), ("gpu_hours", "gpu_hours"),
-                            ("cost_usd", "cost_usd")]]
         saved = {"layer_tokens": p.savings.layer_tokens, "flops": p.savings.flops,
                  "wall_clock_hours": p.savings.wall_clock}
-        raw = [(k, b, r, saved.get(k, "")) for k, b, r, _ in raw]
+        raw = [(f, getattr(p.baseline, f), getattr(p.random_ltd, f), saved.get(f, ""))
+               for f in CSV_FIGURES]
         return csv_text(("figure", "baseline", "random_ltd", "saving"), raw)
     if fmt == "markdown":
         return f"**{plan_header(p)}**\n\n{markdown_table(HEADERS, rows)}\n"
@@ -123,7 +118,7 @@ SCHEDULE_COLUMNS = ("step", "reserved_length", "layer_tokens", "cumulative_layer
 def schedule_columns(runs: Runs, steps: np.ndarray) -> dict[str, np.ndarray]:
     """Per-step figures of the random-LTD run at the given steps (cumulatives include the step)."""
     prof, acc = runs.ltd, runs.ltd_acc
-    r = prof.values[np.searchsorted(prof.starts, steps, side="right") - 1]
+    r = prof.at(steps)
     eff = acc.effective_tokens(r)
     cum_eff = prof.cumulative(acc.effective_tokens, steps)
     cols = {

@@ -36,7 +36,7 @@ def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
     for name, prof, acc in (("baseline", runs.baseline, runs.baseline_acc),
                             ("random_ltd", runs.ltd, runs.ltd_acc)):
         steps = _steps(prof.num_steps)
-        lengths = prof.values[np.searchsorted(prof.starts, steps, side="right") - 1]
+        lengths = prof.at(steps)
 
         def flops(x: np.ndarray, acc: Any = acc) -> np.ndarray:
             return np.asarray(step_flops(x.astype(np.float64), r.model,

@@ -59,10 +59,17 @@ class StepProfile:
         per = per_step(self.values).astype(object)
         return int(np.dot(per, self.counts.astype(object))) if self.num_steps else 0
 
+    def segment_of(self, steps: np.ndarray) -> np.ndarray:
+        """Index of the segment each step falls in."""
+        return np.searchsorted(self.starts, steps, side="right") - 1
+
+    def at(self, steps: np.ndarray) -> np.ndarray:
+        """Reserved length at each of `steps`."""
+        return self.values[self.segment_of(steps)]
+
     def lengths(self, start: int = 0, stop: int | None = None, every: int = 1) -> np.ndarray:
         """Reserved lengths of steps start, start+every, ... < stop, as an array."""
-        steps = np.arange(start, self.num_steps if stop is None else stop, every)
-        return self.values[np.searchsorted(self.starts, steps, side="right") - 1]
+        return self.at(np.arange(start, self.num_steps if stop is None else stop, every))
 
     def cumulative(self, per_step: PerStep, steps: np.ndarray,
                    dtype: type = np.int64) -> np.ndarray:
@@ -70,7 +77,7 @@ class StepProfile:
         float64 for figures such as FLOPs that outgrow it)."""
         per: np.ndarray = per_step(self.values).astype(dtype)
         done_before = np.concatenate(([0], np.cumsum(per[:-1] * np.diff(self.starts))))
-        seg = np.searchsorted(self.starts, steps, side="right") - 1
+        seg = self.segment_of(steps)
         return done_before[seg] + per[seg] * (steps - self.starts[seg] + 1)
 
     def change_points(self) -> list[tuple[int, int]]:
