@@ -21,10 +21,10 @@ def get_plan_json(session: Session, *, plan_id: str) -> str | None:
     return session.scalar(select(PlanRow.plan_json).where(PlanRow.id == plan_id))
 
 
-def insert_plan(session: Session, *, plan_id: str, request_json: str, plan_json: str,
-                now: datetime) -> None:
-    session.add(PlanRow(id=plan_id, request_json=request_json, plan_json=plan_json,
-                        created_at=now))
+def insert_plan(
+    session: Session, *, plan_id: str, request_json: str, plan_json: str, now: datetime
+) -> None:
+    session.add(PlanRow(id=plan_id, request_json=request_json, plan_json=plan_json, created_at=now))
     session.flush()
 
 
@@ -35,8 +35,10 @@ def set_plan_json(session: Session, *, plan_id: str, plan_json: str) -> None:
 def list_plan_json(session: Session, *, limit: int, offset: int) -> tuple[list[str], int]:
     """A page of plan documents, newest first, and the number of plans in all."""
     rows = session.scalars(
-        select(PlanRow.plan_json).order_by(PlanRow.created_at.desc(), PlanRow.id)
-        .limit(limit).offset(offset)
+        select(PlanRow.plan_json)
+        .order_by(PlanRow.created_at.desc(), PlanRow.id)
+        .limit(limit)
+        .offset(offset)
     ).all()
     count = session.scalar(select(func.count()).select_from(PlanRow)) or 0
     return list(rows), count
@@ -49,13 +51,20 @@ def new_job_id() -> str:
     return "j_" + uuid.uuid4().hex
 
 
-def insert_job(session: Session, *, plan_id: str, settings_json: str, max_attempts: int,
-               now: datetime) -> JobRow:
+def insert_job(
+    session: Session, *, plan_id: str, settings_json: str, max_attempts: int, now: datetime
+) -> JobRow:
     """A queued job for a stored plan."""
     job = JobRow(
-        id=new_job_id(), plan_id=plan_id, state=JobState.QUEUED.value,
-        settings_json=settings_json, attempts=0, max_attempts=max_attempts, progress=0.0,
-        created_at=now, updated_at=now,
+        id=new_job_id(),
+        plan_id=plan_id,
+        state=JobState.QUEUED.value,
+        settings_json=settings_json,
+        attempts=0,
+        max_attempts=max_attempts,
+        progress=0.0,
+        created_at=now,
+        updated_at=now,
     )
     session.add(job)
     session.flush()
@@ -70,8 +79,13 @@ def get_job(session: Session, *, job_id: str, for_update: bool = False) -> JobRo
     return session.scalars(query).first()
 
 
-def list_jobs(session: Session, *, state: JobState | None, limit: int, offset: int,
-              ) -> tuple[list[JobRow], int]:
+def list_jobs(
+    session: Session,
+    *,
+    state: JobState | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[JobRow], int]:
     """A page of jobs (newest first), optionally in one state, and how many match in all."""
     query, count = select(JobRow), select(func.count()).select_from(JobRow)
     if state is not None:
@@ -85,8 +99,11 @@ def list_jobs(session: Session, *, state: JobState | None, limit: int, offset: i
 
 def has_expired_leases(session: Session, *, now: datetime) -> bool:
     """Whether some running job's lease ran out by `now` (a cheap indexed probe)."""
-    query = select(JobRow.id).where(JobRow.state == JobState.RUNNING.value,
-                                    JobRow.lease_expires_at <= now).limit(1)
+    query = (
+        select(JobRow.id)
+        .where(JobRow.state == JobState.RUNNING.value, JobRow.lease_expires_at <= now)
+        .limit(1)
+    )
     return session.scalar(query) is not None
 
 

@@ -36,8 +36,10 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000) -> Engine:
     if not is_sqlite(url):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
-        pool_size=40, max_overflow=10,
+        url,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        pool_size=40,
+        max_overflow=10,
     )
 
     @event.listens_for(engine, "connect")

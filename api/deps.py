@@ -43,11 +43,15 @@ async def get_clock(request: Request) -> Clock:
 DbDep = Annotated[Database, Depends(get_db)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
-_api_bearer = HTTPBearer(auto_error=False, scheme_name="ApiKeyBearer",
-                         description="One of LTD_API_KEYS (only when the service sets them).")
+_api_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKeyBearer",
+    description="One of LTD_API_KEYS (only when the service sets them).",
+)
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKeyHeader")
-_worker_bearer = HTTPBearer(auto_error=False, scheme_name="WorkerToken",
-                            description="LTD_WORKER_TOKEN.")
+_worker_bearer = HTTPBearer(
+    auto_error=False, scheme_name="WorkerToken", description="LTD_WORKER_TOKEN."
+)
 
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_api_bearer)]
 ApiKeyHeaderDep = Annotated[str | None, Depends(_api_key_header)]
@@ -66,21 +70,26 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def require_api_key(settings: SettingsDep, bearer: BearerDep,
-                          header: ApiKeyHeaderDep) -> None:
+async def require_api_key(
+    settings: SettingsDep, bearer: BearerDep, header: ApiKeyHeaderDep
+) -> None:
     """Pass when no API keys are configured, or the request carries one of them."""
     if not settings.api_keys:
         return
     given = header if header is not None else (bearer.credentials if bearer else None)
     if given is None or not _matches(given, settings.api_keys):
-        raise _unauthorized("missing or invalid API key (Authorization: Bearer <key> or "
-                            "X-API-Key: <key>)")
+        raise _unauthorized(
+            "missing or invalid API key (Authorization: Bearer <key> or X-API-Key: <key>)"
+        )
 
 
 async def require_worker_token(settings: SettingsDep, bearer: WorkerBearerDep) -> None:
     """Pass only with the worker token; without one configured, worker endpoints are off."""
     if settings.worker_token is None:
-        raise HTTPException(503, "worker endpoints are disabled: set LTD_WORKER_TOKEN on the "
-                                 "service (ltd serve --with-worker generates one)")
+        raise HTTPException(
+            503,
+            "worker endpoints are disabled: set LTD_WORKER_TOKEN on the "
+            "service (ltd serve --with-worker generates one)",
+        )
     if bearer is None or not _matches(bearer.credentials, (settings.worker_token,)):
         raise _unauthorized("missing or invalid worker token (Authorization: Bearer <token>)")

@@ -37,8 +37,9 @@ class FieldError(Exception):
         self.loc, self.msg, self.type = list(loc), msg, type_
 
 
-def plan_input_error(exc: PlanInputError | ValueError | ArithmeticError,
-                     prefix: Sequence[str]) -> FieldError:
+def plan_input_error(
+    exc: PlanInputError | ValueError | ArithmeticError, prefix: Sequence[str]
+) -> FieldError:
     """A planner error as a 422 located under `prefix` (e.g. ["body", "request"])."""
     if isinstance(exc, PlanInputError):
         return FieldError([*prefix, *exc.field.split(".")], exc.message, "plan_input")

@@ -40,8 +40,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         yield
         db.dispose()
 
-    app = FastAPI(title="ltd-planner", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(title="ltd-planner", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.db = db
     app.state.clock = clock or utcnow

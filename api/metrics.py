@@ -23,16 +23,22 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "ltd_http_requests", "HTTP requests by method, route template and status.",
-            ["method", "route", "status"], registry=self.registry,
+            "ltd_http_requests",
+            "HTTP requests by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "ltd_http_request_duration_seconds", "Request latency in seconds, by route.",
-            ["method", "route"], buckets=LATENCY_BUCKETS_S, registry=self.registry,
+            "ltd_http_request_duration_seconds",
+            "Request latency in seconds, by route.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
         )
         self.jobs = Gauge("ltd_jobs", "Jobs by state.", ["state"], registry=self.registry)
-        self.queue_depth = Gauge("ltd_queue_depth", "Jobs waiting for a worker.",
-                                 registry=self.registry)
+        self.queue_depth = Gauge(
+            "ltd_queue_depth", "Jobs waiting for a worker.", registry=self.registry
+        )
 
     def render(self, jobs_by_state: dict[JobState, int]) -> bytes:
         """The Prometheus text exposition, job gauges refreshed from `jobs_by_state`."""

@@ -58,16 +58,18 @@ def expire_leases(session: Session, *, now: datetime) -> int:
     ).all()
     for job in expired:
         if job.attempts >= job.max_attempts:
-            _finish(job, JobState.FAILED, now=now,
-                    error=f"lease expired after {job.attempts} attempts")
+            _finish(
+                job, JobState.FAILED, now=now, error=f"lease expired after {job.attempts} attempts"
+            )
         else:
             _requeue(job, now=now)
             job.error = f"lease of attempt {job.attempts} expired"
     return len(expired)
 
 
-def claim_next_job(session: Session, *, worker_id: str, now: datetime,
-                   lease_seconds: float) -> JobRow | None:
+def claim_next_job(
+    session: Session, *, worker_id: str, now: datetime, lease_seconds: float
+) -> JobRow | None:
     """Claim the oldest queued job for `worker_id`: running, attempts + 1, a fresh lease."""
     expire_leases(session, now=now)
     job = session.scalars(
@@ -106,8 +108,10 @@ def _leased_job(session: Session, *, job_id: str, lease_id: str, now: datetime) 
     """The running job that `lease_id` currently holds, or ConflictError."""
     job = _job(session, job_id)
     if not _same_lease(job, lease_id):
-        raise ConflictError(f"lease is not the current lease of job {job_id} "
-                            f"(it expired, or another worker holds the job)")
+        raise ConflictError(
+            f"lease is not the current lease of job {job_id} "
+            f"(it expired, or another worker holds the job)"
+        )
     if job.state != RUNNING:
         raise ConflictError(f"job {job_id} is {job.state}, not running")
     assert job.lease_expires_at is not None
@@ -116,8 +120,16 @@ def _leased_job(session: Session, *, job_id: str, lease_id: str, now: datetime) 
     return job
 
 
-def heartbeat(session: Session, *, job_id: str, lease_id: str, progress: float,
-              message: str | None, now: datetime, lease_seconds: float) -> JobRow:
+def heartbeat(
+    session: Session,
+    *,
+    job_id: str,
+    lease_id: str,
+    progress: float,
+    message: str | None,
+    now: datetime,
+    lease_seconds: float,
+) -> JobRow:
     """Renew the lease and record progress (a fraction, 0..1). A job cancelled while running is
     returned unchanged: the caller tells the worker to stop."""
     job = _job(session, job_id)
@@ -131,8 +143,9 @@ def heartbeat(session: Session, *, job_id: str, lease_id: str, progress: float,
     return job
 
 
-def complete(session: Session, *, job_id: str, lease_id: str, result_json: str,
-             now: datetime) -> JobRow:
+def complete(
+    session: Session, *, job_id: str, lease_id: str, result_json: str, now: datetime
+) -> JobRow:
     """Store the result of a running job: succeeded."""
     job = _leased_job(session, job_id=job_id, lease_id=lease_id, now=now)
     job.result_json = result_json
@@ -141,8 +154,9 @@ def complete(session: Session, *, job_id: str, lease_id: str, result_json: str,
     return job
 
 
-def fail(session: Session, *, job_id: str, lease_id: str, error: str, retryable: bool,
-         now: datetime) -> JobRow:
+def fail(
+    session: Session, *, job_id: str, lease_id: str, error: str, retryable: bool, now: datetime
+) -> JobRow:
     """A running job failed: back to the queue if retryable with attempts left, else failed."""
     job = _leased_job(session, job_id=job_id, lease_id=lease_id, now=now)
     if retryable and job.attempts < job.max_attempts:

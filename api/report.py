@@ -28,8 +28,9 @@ def _template() -> jinja2.Template:
     return env.get_template("report.html")
 
 
-def render_report(plan: Plan, result: dict[str, Any] | None = None,
-                  job_id: str | None = None) -> str:
+def render_report(
+    plan: Plan, result: dict[str, Any] | None = None, job_id: str | None = None
+) -> str:
     """The report page of a plan, with the latest successful validation result if any."""
     runs = runs_for_plan(plan)
     measured = ValidationResult.model_validate(result) if result else None

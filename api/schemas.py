@@ -13,7 +13,9 @@ from planner import CheckLimits, Plan, PlanRequest
 from planner.validation import ValidationResult, ValidationSettings
 
 PLAN_REQUEST_EXAMPLE: dict[str, Any] = {
-    "model": "gpt3-125m", "train_batch_size": 256, "train_tokens": 10_000_000_000,
+    "model": "gpt3-125m",
+    "train_batch_size": 256,
+    "train_tokens": 10_000_000_000,
     "hardware": {"gpu": "a100", "num_gpus": 8, "price_per_gpu_hour": 2.0},
 }
 
@@ -26,10 +28,17 @@ class PlansPublic(BaseModel):
 class CheckCreate(BaseModel):
     """A CI budget gate: plan `request`, hold it to `limits`, optionally against a stored plan."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "request": PLAN_REQUEST_EXAMPLE,
-        "limits": {"max_gpu_hours": 5000, "min_flops_saving": 0.2},
-    }]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "request": PLAN_REQUEST_EXAMPLE,
+                    "limits": {"max_gpu_hours": 5000, "min_flops_saving": 0.2},
+                }
+            ]
+        },
+    )
 
     request: PlanRequest
     limits: CheckLimits = Field(default_factory=CheckLimits)
@@ -42,9 +51,17 @@ class JobCreate(BaseModel):
     """A validation job for a stored plan (`plan_id`) or for a plan request (`plan_request`,
     planned and stored first): exactly one of the two."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "plan_request": PLAN_REQUEST_EXAMPLE, "settings": {"mode": "throughput"},
-    }]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "plan_request": PLAN_REQUEST_EXAMPLE,
+                    "settings": {"mode": "throughput"},
+                }
+            ]
+        },
+    )
 
     plan_id: str | None = None
     plan_request: PlanRequest | None = None

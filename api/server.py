@@ -42,8 +42,11 @@ def local_api_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def start_worker(api_url: str, token: str, command: list[str] | None = None,
-                 ) -> subprocess.Popen[bytes]:
+def start_worker(
+    api_url: str,
+    token: str,
+    command: list[str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Spawn the local worker with the worker token (and API URL) in its environment."""
     env = {**os.environ, "LTD_WORKER_TOKEN": token, "LTD_API_URL": api_url}
     proc = subprocess.Popen(command or worker_command(api_url), env=env)
@@ -96,8 +99,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, with_worker: bool = Fals
             workers.append(start_worker(local_api_url(host, port), token))
 
     if with_worker:
-        threading.Thread(target=spawn_when_listening, name="ltd-worker-spawner",
-                         daemon=True).start()
+        threading.Thread(
+            target=spawn_when_listening, name="ltd-worker-spawner", daemon=True
+        ).start()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:

@@ -43,8 +43,9 @@ def find_plan(db: Database, plan_id: str) -> str | None:
         return crud.get_plan_json(session, plan_id=plan_id)
 
 
-def get_or_create_plan(db: Database, request: PlanRequest, *, loc: Sequence[str],
-                       now: datetime) -> tuple[str, str]:
+def get_or_create_plan(
+    db: Database, request: PlanRequest, *, loc: Sequence[str], now: datetime
+) -> tuple[str, str]:
     """The plan id and stored plan document (JSON text) for `request`, computed and stored on
     first use; later calls only hash the request and read the stored text. Blocking: run it in
     a thread."""
@@ -59,8 +60,13 @@ def get_or_create_plan(db: Database, request: PlanRequest, *, loc: Sequence[str]
     plan_json = document.model_dump_json()
     try:
         with db.write() as session:
-            crud.insert_plan(session, plan_id=document.id, plan_json=plan_json, now=now,
-                             request_json=request.model_dump_json(exclude_unset=True))
+            crud.insert_plan(
+                session,
+                plan_id=document.id,
+                plan_json=plan_json,
+                now=now,
+                request_json=request.model_dump_json(exclude_unset=True),
+            )
     except IntegrityError:  # another request stored the same plan first
         with db.read() as session:
             stored = crud.get_plan_json(session, plan_id=plan_id)
@@ -89,14 +95,21 @@ def sweep_expired_leases(db: Database, *, now: datetime) -> int:
 
 def job_public(job: JobRow) -> JobPublic:
     return JobPublic(
-        id=job.id, plan_id=job.plan_id, state=JobState(job.state), attempts=job.attempts,
-        max_attempts=job.max_attempts, progress=job.progress,
+        id=job.id,
+        plan_id=job.plan_id,
+        state=JobState(job.state),
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        progress=job.progress,
         progress_message=job.progress_message,
         settings=ValidationSettings.model_validate_json(job.settings_json),
-        result=(ValidationResult.model_validate_json(job.result_json)
-                if job.result_json else None),
-        error=job.error, worker_id=job.worker_id, lease_expires_at=job.lease_expires_at,
-        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        result=(ValidationResult.model_validate_json(job.result_json) if job.result_json else None),
+        error=job.error,
+        worker_id=job.worker_id,
+        lease_expires_at=job.lease_expires_at,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
         updated_at=job.updated_at,
     )
 
@@ -113,12 +126,14 @@ def calibrated_plan_json(plan_json: str, result: ValidationResult, job_id: str) 
     return document.model_copy(update={"calibrated": calibrated}).model_dump_json()
 
 
-def complete_job(db: Database, *, job_id: str, lease_id: str, result: ValidationResult,
-                 now: datetime) -> JobPublic:
+def complete_job(
+    db: Database, *, job_id: str, lease_id: str, result: ValidationResult, now: datetime
+) -> JobPublic:
     """Store a job's result and calibrate its plan, in one transaction."""
     with db.write() as session:
-        job = queue.complete(session, job_id=job_id, lease_id=lease_id, now=now,
-                             result_json=result.model_dump_json())
+        job = queue.complete(
+            session, job_id=job_id, lease_id=lease_id, now=now, result_json=result.model_dump_json()
+        )
         plan_json = crud.get_plan_json(session, plan_id=job.plan_id)
         assert plan_json is not None
         updated = calibrated_plan_json(plan_json, result, job.id)

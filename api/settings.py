@@ -1,11 +1,11 @@
 """Service settings, read once from the environment (prefix `LTD_`) through pydantic-settings.
 
-    LTD_DATABASE_URL     SQLAlchemy URL; default a SQLite file `./ltd.db`
-                         (PostgreSQL: postgresql+psycopg://user@host:5432/db)
-    LTD_WORKER_TOKEN     bearer token the worker endpoints require; unset: they answer 503
-    LTD_API_KEYS         comma-separated keys; set: every other /v1 endpoint needs one
-    LTD_LEASE_SECONDS    how long a claim (or a heartbeat) holds a job, in seconds
-    LTD_MAX_ATTEMPTS     claims a job may use before it fails for good
+LTD_DATABASE_URL     SQLAlchemy URL; default a SQLite file `./ltd.db`
+                     (PostgreSQL: postgresql+psycopg://user@host:5432/db)
+LTD_WORKER_TOKEN     bearer token the worker endpoints require; unset: they answer 503
+LTD_API_KEYS         comma-separated keys; set: every other /v1 endpoint needs one
+LTD_LEASE_SECONDS    how long a claim (or a heartbeat) holds a job, in seconds
+LTD_MAX_ATTEMPTS     claims a job may use before it fails for good
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(60.0, gt=0, le=86_400, description="Lease length, seconds.")
     max_attempts: int = Field(3, ge=1, le=100, description="Claims per job before it fails.")
     threads: int = Field(
-        8, ge=1, le=200,
+        8,
+        ge=1,
+        le=200,
         description="Threads serving blocking routes (database calls) per process. Few threads "
-                    "contend less for the GIL; queued requests wait in the event loop.",
+        "contend less for the GIL; queued requests wait in the event loop.",
     )
     migrate_on_start: bool = Field(True, description="Run Alembic migrations at start-up.")
     sqlite_busy_timeout_ms: int = Field(

@@ -28,10 +28,16 @@ from dataclasses import dataclass
 import httpx
 
 PLAN_REQUEST = {
-    "model": "gpt3-1.3b", "train_batch_size": 512, "train_tokens": 300_000_000_000,
+    "model": "gpt3-1.3b",
+    "train_batch_size": 512,
+    "train_tokens": 300_000_000_000,
     "ltd_train_tokens": 200_000_000_000,
-    "random_ltd": {"min_value": 128, "max_value": 2048, "seq_per_step": 16,
-                   "require_steps": 133_333},
+    "random_ltd": {
+        "min_value": 128,
+        "max_value": 2048,
+        "seq_per_step": 16,
+        "require_steps": 133_333,
+    },
 }
 
 
@@ -61,9 +67,20 @@ def free_port() -> int:
 def start_server(port: int, database_url: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LTD_DATABASE_URL": database_url}
     env.pop("LTD_API_KEYS", None)
-    command = [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-               "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-               "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "api.main:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     return subprocess.Popen(command, env=env)
 
 
@@ -94,8 +111,10 @@ class Connection:
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         """Send one request; return the status code and the body."""
-        head = (f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n")
+        head = (
+            f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
         self.writer.write(head.encode() + body)
         status_line = await self.reader.readline()
         length = 0
@@ -109,8 +128,16 @@ class Connection:
         self.writer.close()
 
 
-async def load(route: str, method: str, path: str, body: bytes = b"", *, port: int,
-               clients: int, seconds: float) -> RouteResult:
+async def load(
+    route: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    port: int,
+    clients: int,
+    seconds: float,
+) -> RouteResult:
     """`clients` closed-loop clients, one connection each, for `seconds` seconds."""
     latencies: list[float] = []
     errors = 0
@@ -141,10 +168,23 @@ async def run(port: int, clients: int, seconds: float) -> list[RouteResult]:
     job_id = job.json()["id"]
     plan_body = json.dumps(PLAN_REQUEST).encode()
     return [
-        await load("POST /v1/plans (stored)", "POST", "/v1/plans", plan_body, port=port,
-                   clients=clients, seconds=seconds),
-        await load("GET /v1/jobs/{id}", "GET", f"/v1/jobs/{job_id}", port=port,
-                   clients=clients, seconds=seconds),
+        await load(
+            "POST /v1/plans (stored)",
+            "POST",
+            "/v1/plans",
+            plan_body,
+            port=port,
+            clients=clients,
+            seconds=seconds,
+        ),
+        await load(
+            "GET /v1/jobs/{id}",
+            "GET",
+            f"/v1/jobs/{job_id}",
+            port=port,
+            clients=clients,
+            seconds=seconds,
+        ),
     ]
 
 
@@ -152,8 +192,10 @@ def report(results: list[RouteResult], clients: int) -> None:
     print(f"{clients} concurrent clients, {os.cpu_count()} CPUs, SQLite")
     print(f"{'route':<26} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for r in results:
-        print(f"{r.route:<26} {r.requests:>9} {r.errors:>7} {r.requests_per_s:>8.0f} "
-              f"{r.percentile_ms(0.50):>8.1f} {r.percentile_ms(0.99):>8.1f}")
+        print(
+            f"{r.route:<26} {r.requests:>9} {r.errors:>7} {r.requests_per_s:>8.0f} "
+            f"{r.percentile_ms(0.50):>8.1f} {r.percentile_ms(0.99):>8.1f}"
+        )
 
 
 def main() -> None:

@@ -20,10 +20,16 @@ from planner.flops import layer_flops
 from planner.models import get_preset
 
 REQUEST = {
-    "model": "gpt3-1.3b", "train_batch_size": 512, "train_tokens": 300_000_000_000,
+    "model": "gpt3-1.3b",
+    "train_batch_size": 512,
+    "train_tokens": 300_000_000_000,
     "ltd_train_tokens": 200_000_000_000,
-    "random_ltd": {"min_value": 128, "max_value": 2048, "require_steps": 133_333,
-                   "seq_per_step": 16},
+    "random_ltd": {
+        "min_value": 128,
+        "max_value": 2048,
+        "require_steps": 133_333,
+        "seq_per_step": 16,
+    },
 }
 
 
@@ -62,12 +68,19 @@ def main() -> None:
     plan(REQUEST)  # warm imports and caches once
     plan_s, p = timed(lambda: plan(REQUEST), args.repeats)
     loop_s, (steps, lt, eff, _) = timed(stepped_totals, args.loop_repeats)
-    same = (steps, lt, eff) == (p.random_ltd.steps, p.random_ltd.layer_tokens,
-                                p.random_ltd.effective_tokens)
-    print(f"machine: {platform.machine()} {platform.processor() or ''} "
-          f"python {platform.python_version()}")
-    print(f"GPT-3 1.3B, 300B baseline / 200B random-LTD: {p.random_ltd.steps:,} steps, "
-          f"LayerToken saving {p.savings.layer_tokens:.2%}")
+    same = (steps, lt, eff) == (
+        p.random_ltd.steps,
+        p.random_ltd.layer_tokens,
+        p.random_ltd.effective_tokens,
+    )
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''} "
+        f"python {platform.python_version()}"
+    )
+    print(
+        f"GPT-3 1.3B, 300B baseline / 200B random-LTD: {p.random_ltd.steps:,} steps, "
+        f"LayerToken saving {p.savings.layer_tokens:.2%}"
+    )
     print(f"plan (vectorised, median of {args.repeats}): {plan_s * 1e3:8.3f} ms")
     print(f"per-step Python loop (median of {args.loop_repeats}): {loop_s * 1e3:8.1f} ms")
     print(f"speed-up: {loop_s / plan_s:,.0f}x   totals identical: {same}")

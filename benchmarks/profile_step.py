@@ -37,33 +37,48 @@ def main() -> None:
     a = p.parse_args()
     device = measure.pick_device(a.device)
     amp = torch.bfloat16 if a.dtype == "bfloat16" else torch.float32
-    shape = ModelShape(num_layers=a.layers, hidden_size=a.hidden, num_heads=a.heads,
-                       vocab_size=a.vocab, seq_len=a.seq)
+    shape = ModelShape(
+        num_layers=a.layers,
+        hidden_size=a.hidden,
+        num_heads=a.heads,
+        vocab_size=a.vocab,
+        seq_len=a.seq,
+    )
     model = build_model(shape).to(device).train()
     x = torch.randint(0, a.vocab, (a.batch, a.seq), device=device)
     r = max(1, int(a.seq * a.keep))
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
-                                           else [])
-    sorts = (["self_device_time_total", "self_cuda_time_total"] if device.type == "cuda"
-             else ["self_cpu_time_total"])
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sorts = (
+        ["self_device_time_total", "self_cuda_time_total"]
+        if device.type == "cuda"
+        else ["self_cpu_time_total"]
+    )
     for length in (r, a.seq):
+
         def step(length: int = length) -> None:
             with autocast(device, amp):
                 loss = loss_fn(model, x, x, length)
             loss.backward()
+
         ms = measure.timed_ms(step, device, warmup=3, repeats=5)
-        flops = step_flops(length, shape, global_batch_size=a.batch,
-                           num_ltd_layers=len(model.ltd_layer_ids))
-        print(f"\n=== reserved length {length} of {a.seq}: {ms:.2f} ms fwd+bwd, "
-              f"{flops / 1e12:.3f} TFLOP, {flops / ms / 1e9:.1f} TFLOP/s ===")
+        flops = step_flops(
+            length, shape, global_batch_size=a.batch, num_ltd_layers=len(model.ltd_layer_ids)
+        )
+        print(
+            f"\n=== reserved length {length} of {a.seq}: {ms:.2f} ms fwd+bwd, "
+            f"{flops / 1e12:.3f} TFLOP, {flops / ms / 1e9:.1f} TFLOP/s ==="
+        )
         with profile(activities=activities) as prof:
             for _ in range(2):
                 step()
             measure.synchronize(device)
         for sort in sorts:  # the key's name changed across torch releases
             try:
-                print(prof.key_averages().table(sort_by=sort, row_limit=a.rows,
-                                                max_name_column_width=50))
+                print(
+                    prof.key_averages().table(
+                        sort_by=sort, row_limit=a.rows, max_name_column_width=50
+                    )
+                )
                 break
             except (AttributeError, KeyError, ValueError):
                 continue

@@ -25,26 +25,50 @@ def main() -> None:
     parser.add_argument("--micro-batch-size", type=int, default=4)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    p = plan({
-        "model": args.model, "train_batch_size": 512, "train_tokens": 300_000_000_000,
-        "ltd_train_tokens": 200_000_000_000,
-        "random_ltd": {"min_value": 128, "max_value": 2048, "require_steps": 133_333,
-                       "seq_per_step": 16},
-        "hardware": {"gpu": "h100-sxm", "num_gpus": 64,
-                     "micro_batch_size": args.micro_batch_size},
-    })
-    r = run_validation(p, ValidationSettings(max_minutes=args.max_minutes, device=args.device),
-                       progress=lambda f, m: print(f"  {f:5.1%} {m}", flush=True))
+    p = plan(
+        {
+            "model": args.model,
+            "train_batch_size": 512,
+            "train_tokens": 300_000_000_000,
+            "ltd_train_tokens": 200_000_000_000,
+            "random_ltd": {
+                "min_value": 128,
+                "max_value": 2048,
+                "require_steps": 133_333,
+                "seq_per_step": 16,
+            },
+            "hardware": {
+                "gpu": "h100-sxm",
+                "num_gpus": 64,
+                "micro_batch_size": args.micro_batch_size,
+            },
+        }
+    )
+    r = run_validation(
+        p,
+        ValidationSettings(max_minutes=args.max_minutes, device=args.device),
+        progress=lambda f, m: print(f"  {f:5.1%} {m}", flush=True),
+    )
     print(r.model_dump_json(indent=1))
-    print(json.dumps({
-        "model": args.model, "device": r.gpu_name or r.device, "layers_measured": r.num_layers,
-        "micro_batch_size": r.micro_batch_size, "seq_len": r.seq_len,
-        "planner_layer_token_saving": p.savings.layer_tokens,
-        "planner_flops_saving": p.savings.flops,
-        "measured_wall_clock_saving": r.measured_wall_clock_saving,
-        "ratio": r.measured_wall_clock_saving / p.savings.flops, "mfu": r.mfu,
-        "paper_wall_clock_saving": 0.256, "seconds": r.seconds,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "device": r.gpu_name or r.device,
+                "layers_measured": r.num_layers,
+                "micro_batch_size": r.micro_batch_size,
+                "seq_len": r.seq_len,
+                "planner_layer_token_saving": p.savings.layer_tokens,
+                "planner_flops_saving": p.savings.flops,
+                "measured_wall_clock_saving": r.measured_wall_clock_saving,
+                "ratio": r.measured_wall_clock_saving / p.savings.flops,
+                "mfu": r.mfu,
+                "paper_wall_clock_saving": 0.256,
+                "seconds": r.seconds,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

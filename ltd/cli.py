@@ -80,8 +80,12 @@ PLAN_FLAGS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("--ltd-train-steps", ("ltd_train_steps",), count, "random-LTD run's steps"),
     ("--min-value", ("random_ltd", "min_value"), count, "reserved length at step 0"),
     ("--max-value", ("random_ltd", "max_value"), count, "reserved length at the end (S)"),
-    ("--schedule-type", ("random_ltd", "schedule_type"), str,
-     "fixed_linear | fixed_root | constant"),
+    (
+        "--schedule-type",
+        ("random_ltd", "schedule_type"),
+        str,
+        "fixed_linear | fixed_root | constant",
+    ),
     ("--require-steps", ("random_ltd", "require_steps"), count, "steps to reach max_value"),
     ("--seq-per-step", ("random_ltd", "seq_per_step"), count, "length granularity"),
     ("--root-degree", ("random_ltd", "root_degree"), count, "fixed_root's degree"),
@@ -107,8 +111,11 @@ def add_plan_flags(p: argparse.ArgumentParser) -> None:
     for flag, path, typ, help_ in PLAN_FLAGS:
         metavar = {count: "N", number: "X", id_list: "IDS"}.get(typ, "NAME")
         p.add_argument(flag, type=typ, help=help_, dest="_".join(path), metavar=metavar)
-    p.add_argument("--ltd-equal-compute", action="store_true",
-                   help="random-LTD run stops at the baseline's LayerTokens")
+    p.add_argument(
+        "--ltd-equal-compute",
+        action="store_true",
+        help="random-LTD run stops at the baseline's LayerTokens",
+    )
     p.add_argument("--activation-recompute", action="store_true", help="full recompute")
     p.add_argument("--format", choices=FORMATS, default="table")
 
@@ -163,8 +170,9 @@ def emit(text: str, output: str | None = None) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     req = request_from_args(args)
     if args.target_saving is not None:
-        inverse = InverseRequest(target_saving=args.target_saving, metric=args.target_metric,
-                                 solve_for=args.solve_for)
+        inverse = InverseRequest(
+            target_saving=args.target_saving, metric=args.target_metric, solve_for=args.solve_for
+        )
         result = solve(req, inverse)
         if args.format == "json":
             emit(result.model_dump_json(indent=2), args.output)
@@ -198,8 +206,11 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     else:
         n = runs.ltd.num_steps
         if n // args.every > MAX_SCHEDULE_ROWS:
-            raise InputError("--every", f"{n:,} steps would print over {MAX_SCHEDULE_ROWS:,} rows; "
-                             f"use --every {n // MAX_SCHEDULE_ROWS + 1} or more")
+            raise InputError(
+                "--every",
+                f"{n:,} steps would print over {MAX_SCHEDULE_ROWS:,} rows; "
+                f"use --every {n // MAX_SCHEDULE_ROWS + 1} or more",
+            )
         steps = np.arange(0, n, args.every, dtype=np.int64)
     emit(formats.render_schedule(formats.schedule_columns(runs, steps), args.format), args.output)
     return 0
@@ -261,12 +272,26 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    rows = [(name, m.arch, m.num_layers, m.hidden_size, m.num_heads, m.seq_len,
-             formats.human(m.num_params)) for name, m in PRESETS.items()]
+    rows = [
+        (
+            name,
+            m.arch,
+            m.num_layers,
+            m.hidden_size,
+            m.num_heads,
+            m.seq_len,
+            formats.human(m.num_params),
+        )
+        for name, m in PRESETS.items()
+    ]
     headers = ("preset", "arch", "layers", "hidden", "heads", "seq_len", "params")
     if args.format == "json":
-        emit(json.dumps({n: {**m.model_dump(), "num_params": m.num_params}
-                         for n, m in PRESETS.items()}, indent=2))
+        emit(
+            json.dumps(
+                {n: {**m.model_dump(), "num_params": m.num_params} for n, m in PRESETS.items()},
+                indent=2,
+            )
+        )
     elif args.format == "csv":
         emit(formats.csv_text(headers, rows))
     elif args.format == "markdown":
@@ -281,15 +306,19 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ltd", description="Plan, budget and verify random-LTD training runs.")
+        prog="ltd", description="Plan, budget and verify random-LTD training runs."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plan", help="baseline and random-LTD run side by side")
     add_plan_flags(p)
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the plan's figures")
-    p.add_argument("--export-deepspeed", metavar="FILE.json",
-                   help="write the plan's DeepSpeed keys (train_batch_size, random_ltd)")
+    p.add_argument(
+        "--export-deepspeed",
+        metavar="FILE.json",
+        help="write the plan's DeepSpeed keys (train_batch_size, random_ltd)",
+    )
     p.add_argument("--target-saving", type=number, help="inverse planning: fraction to save")
     p.add_argument("--target-metric", choices=("layer_tokens", "flops"), default="layer_tokens")
     p.add_argument("--solve-for", choices=("require_steps", "min_value"), default="require_steps")
@@ -306,11 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="budget gate for CI: exit 1 when a limit is broken")
     add_plan_flags(p)
     for name, field in CheckLimits.model_fields.items():
-        p.add_argument("--" + name.replace("_", "-"), type=number, help=field.description,
-                       metavar="X")
+        p.add_argument(
+            "--" + name.replace("_", "-"), type=number, help=field.description, metavar="X"
+        )
     p.add_argument("--limits", metavar="FILE", help="limits file (JSON or TOML)")
-    p.add_argument("--compare", metavar="OLD_PLAN.json", help="an earlier plan (ltd plan "
-                   "--format json) to compare against; see --max-growth")
+    p.add_argument(
+        "--compare",
+        metavar="OLD_PLAN.json",
+        help="an earlier plan (ltd plan --format json) to compare against; see --max-growth",
+    )
     p.add_argument("--server", metavar="URL", help="run the check on an ltd server")
     p.add_argument("--summary", metavar="FILE", help="append a markdown summary to FILE")
     p.add_argument("--output", "-o", metavar="FILE")

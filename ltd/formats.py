@@ -66,8 +66,17 @@ def plan_header(p: Plan) -> str:
 
 
 HEADERS = ("figure", "baseline", "random-LTD", "saving")
-CSV_FIGURES = ("steps", "tokens", "effective_tokens", "layer_tokens", "flops", "hardware_flops",
-               "wall_clock_hours", "gpu_hours", "cost_usd")
+CSV_FIGURES = (
+    "steps",
+    "tokens",
+    "effective_tokens",
+    "layer_tokens",
+    "flops",
+    "hardware_flops",
+    "wall_clock_hours",
+    "gpu_hours",
+    "cost_usd",
+)
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -101,18 +110,29 @@ def render_plan(p: Plan, fmt: str) -> str:
         return p.model_dump_json(indent=2)
     rows = plan_rows(p)
     if fmt == "csv":
-        saved = {"layer_tokens": p.savings.layer_tokens, "flops": p.savings.flops,
-                 "wall_clock_hours": p.savings.wall_clock}
-        raw = [(f, getattr(p.baseline, f), getattr(p.random_ltd, f), saved.get(f, ""))
-               for f in CSV_FIGURES]
+        saved = {
+            "layer_tokens": p.savings.layer_tokens,
+            "flops": p.savings.flops,
+            "wall_clock_hours": p.savings.wall_clock,
+        }
+        raw = [
+            (f, getattr(p.baseline, f), getattr(p.random_ltd, f), saved.get(f, ""))
+            for f in CSV_FIGURES
+        ]
         return csv_text(("figure", "baseline", "random_ltd", "saving"), raw)
     if fmt == "markdown":
         return f"**{plan_header(p)}**\n\n{markdown_table(HEADERS, rows)}\n"
     return rich_table(plan_header(p), HEADERS, rows)
 
 
-SCHEDULE_COLUMNS = ("step", "reserved_length", "layer_tokens", "cumulative_layer_tokens",
-                    "effective_tokens", "cumulative_effective_tokens")
+SCHEDULE_COLUMNS = (
+    "step",
+    "reserved_length",
+    "layer_tokens",
+    "cumulative_layer_tokens",
+    "effective_tokens",
+    "cumulative_effective_tokens",
+)
 
 
 def schedule_columns(runs: Runs, steps: np.ndarray) -> dict[str, np.ndarray]:
@@ -122,9 +142,12 @@ def schedule_columns(runs: Runs, steps: np.ndarray) -> dict[str, np.ndarray]:
     eff = acc.effective_tokens(r)
     cum_eff = prof.cumulative(acc.effective_tokens, steps)
     cols = {
-        "step": steps, "reserved_length": r, "layer_tokens": acc.layer_tokens(r),
+        "step": steps,
+        "reserved_length": r,
+        "layer_tokens": acc.layer_tokens(r),
         "cumulative_layer_tokens": prof.cumulative(acc.layer_tokens, steps),
-        "effective_tokens": eff, "cumulative_effective_tokens": cum_eff,
+        "effective_tokens": eff,
+        "cumulative_effective_tokens": cum_eff,
     }
     if runs.resolved.lr is not None:
         cols["lr"] = learning_rate(cum_eff - eff, runs.resolved.lr)  # counter before the step
@@ -139,12 +162,15 @@ def render_schedule(cols: dict[str, np.ndarray], fmt: str) -> str:
         fmts = ["%d"] * len(names)
         if "lr" in cols:
             fmts[-1] = "%.8g"
-        table = np.column_stack([cols[n].astype(np.float64 if n == "lr" else np.int64)
-                                 for n in names]).astype(object)
+        table = np.column_stack(
+            [cols[n].astype(np.float64 if n == "lr" else np.int64) for n in names]
+        ).astype(object)
         np.savetxt(buf, table, fmt=fmts, delimiter=",")
         return buf.getvalue()
-    records = [{n: (float(cols[n][i]) if n == "lr" else int(cols[n][i])) for n in names}
-               for i in range(len(cols["step"]))]
+    records = [
+        {n: (float(cols[n][i]) if n == "lr" else int(cols[n][i])) for n in names}
+        for i in range(len(cols["step"]))
+    ]
     if fmt == "json":
         return json.dumps(records, indent=1)
     rows = [[human(v) if k != "lr" else f"{v:.3e}" for k, v in rec.items()] for rec in records]
@@ -157,58 +183,103 @@ def render_check(result: CheckResult, fmt: str) -> str:
     if fmt == "json":
         return result.model_dump_json(indent=2)
     verdict = "PASSED" if result.passed else "FAILED"
-    v_rows = [(v.limit, human(v.allowed) if v.allowed >= 1 else f"{v.allowed:.4g}",
-               human(v.actual) if v.actual is not None and v.actual >= 1 else
-               (f"{v.actual:.4g}" if v.actual is not None else "missing (no price?)"))
-              for v in result.violations]
-    c_rows = [(c.figure, human(c.old), human(c.new),
-               "-" if c.change is None else f"{c.change:+.2%}") for c in result.changes]
+    v_rows = [
+        (
+            v.limit,
+            human(v.allowed) if v.allowed >= 1 else f"{v.allowed:.4g}",
+            human(v.actual)
+            if v.actual is not None and v.actual >= 1
+            else (f"{v.actual:.4g}" if v.actual is not None else "missing (no price?)"),
+        )
+        for v in result.violations
+    ]
+    c_rows = [
+        (c.figure, human(c.old), human(c.new), "-" if c.change is None else f"{c.change:+.2%}")
+        for c in result.changes
+    ]
     if fmt == "csv":
-        return csv_text(("limit", "allowed", "actual"),
-                        [(v.limit, v.allowed, v.actual) for v in result.violations])
+        return csv_text(
+            ("limit", "allowed", "actual"),
+            [(v.limit, v.allowed, v.actual) for v in result.violations],
+        )
     if fmt == "markdown":
-        parts = [f"### ltd check: {verdict}", "", plan_header(result.plan), "",
-                 markdown_table(HEADERS, plan_rows(result.plan))]
+        parts = [
+            f"### ltd check: {verdict}",
+            "",
+            plan_header(result.plan),
+            "",
+            markdown_table(HEADERS, plan_rows(result.plan)),
+        ]
         if v_rows:
-            parts += ["", "**Violations**", "", markdown_table(("limit", "allowed", "actual"),
-                                                              v_rows)]
+            parts += [
+                "",
+                "**Violations**",
+                "",
+                markdown_table(("limit", "allowed", "actual"), v_rows),
+            ]
         if c_rows:
-            parts += ["", f"**Change against {result.compared_to}**", "",
-                      markdown_table(("figure", "before", "after", "change"), c_rows)]
+            parts += [
+                "",
+                f"**Change against {result.compared_to}**",
+                "",
+                markdown_table(("figure", "before", "after", "change"), c_rows),
+            ]
         return "\n".join(parts) + "\n"
     out = rich_table(plan_header(result.plan), HEADERS, plan_rows(result.plan))
     if c_rows:
-        out += rich_table(f"change against {result.compared_to}",
-                          ("figure", "before", "after", "change"), c_rows)
+        out += rich_table(
+            f"change against {result.compared_to}", ("figure", "before", "after", "change"), c_rows
+        )
     if v_rows:
         out += rich_table("violations", ("limit", "allowed", "actual"), v_rows)
     return out + f"check {verdict}\n"
 
 
 def validation_rows(result: ValidationResult) -> list[tuple[str, str, str, str]]:
-    return [(str(s.reserved_length), f"{s.step_time_ms:,.2f}", f"{s.tokens_per_s:,.0f}",
-             f"{s.model_flops_per_s / 1e12:,.3f}") for s in result.step_times]
+    return [
+        (
+            str(s.reserved_length),
+            f"{s.step_time_ms:,.2f}",
+            f"{s.tokens_per_s:,.0f}",
+            f"{s.model_flops_per_s / 1e12:,.3f}",
+        )
+        for s in result.step_times
+    ]
 
 
 def validation_summary(plan: Plan, result: ValidationResult) -> list[tuple[str, str]]:
     rows = [
-        ("device", f"{result.device} {result.gpu_name or ''} (torch {result.torch_version}, "
-                   f"{result.dtype})".replace("  ", " ")),
-        ("measured model", f"{result.num_layers} layers ({result.num_ltd_layers} dropping), "
-                           f"micro-batch {result.micro_batch_size}, S {result.seq_len}"),
+        (
+            "device",
+            f"{result.device} {result.gpu_name or ''} (torch {result.torch_version}, "
+            f"{result.dtype})".replace("  ", " "),
+        ),
+        (
+            "measured model",
+            f"{result.num_layers} layers ({result.num_ltd_layers} dropping), "
+            f"micro-batch {result.micro_batch_size}, S {result.seq_len}",
+        ),
         ("scaled down", "; ".join(result.scaled_down) or "nothing"),
         ("measured wall-clock saving", pct(result.measured_wall_clock_saving)),
         ("planner FLOPs saving", pct(result.flops_saving)),
         ("MFU (full-length step)", "-" if result.mfu is None else f"{result.mfu:.1%}"),
-        ("peak memory", "-" if result.peak_memory_bytes is None
-         else f"{result.peak_memory_bytes / 2**20:,.0f} MiB"),
+        (
+            "peak memory",
+            "-"
+            if result.peak_memory_bytes is None
+            else f"{result.peak_memory_bytes / 2**20:,.0f} MiB",
+        ),
         ("gather + scatter share", pct(result.gather_scatter_fraction)),
     ]
     if result.convergence is not None:
         c = result.convergence
-        rows.append(("eval loss at equal LayerTokens",
-                     f"baseline {c.baseline_eval_loss:.4f} ({c.baseline_steps} steps), "
-                     f"random-LTD {c.random_ltd_eval_loss:.4f} ({c.random_ltd_steps} steps)"))
+        rows.append(
+            (
+                "eval loss at equal LayerTokens",
+                f"baseline {c.baseline_eval_loss:.4f} ({c.baseline_steps} steps), "
+                f"random-LTD {c.random_ltd_eval_loss:.4f} ({c.random_ltd_steps} steps)",
+            )
+        )
     return rows
 
 
@@ -217,14 +288,30 @@ def calibrated_rows(plan: Plan) -> list[tuple[str, str, str, str]]:
     if not cal:
         return []
     return [
-        ("wall-clock hours", human(plan.baseline.wall_clock_hours),
-         human(plan.random_ltd.wall_clock_hours), human(cal["random_ltd_wall_clock_hours"])),
-        ("GPU-hours", human(plan.baseline.gpu_hours), human(plan.random_ltd.gpu_hours),
-         human(cal["random_ltd_gpu_hours"])),
-        ("cost (USD)", human(plan.baseline.cost_usd), human(plan.random_ltd.cost_usd),
-         human(cal.get("random_ltd_cost_usd"))),
-        ("wall-clock saving", "", pct(plan.savings.wall_clock),
-         pct(cal["measured_wall_clock_saving"])),
+        (
+            "wall-clock hours",
+            human(plan.baseline.wall_clock_hours),
+            human(plan.random_ltd.wall_clock_hours),
+            human(cal["random_ltd_wall_clock_hours"]),
+        ),
+        (
+            "GPU-hours",
+            human(plan.baseline.gpu_hours),
+            human(plan.random_ltd.gpu_hours),
+            human(cal["random_ltd_gpu_hours"]),
+        ),
+        (
+            "cost (USD)",
+            human(plan.baseline.cost_usd),
+            human(plan.random_ltd.cost_usd),
+            human(cal.get("random_ltd_cost_usd")),
+        ),
+        (
+            "wall-clock saving",
+            "",
+            pct(plan.savings.wall_clock),
+            pct(cal["measured_wall_clock_saving"]),
+        ),
     ]
 
 
@@ -235,14 +322,21 @@ def render_validation(plan: Plan, result: ValidationResult, fmt: str) -> str:
     step_headers = ("reserved length", "step time (ms)", "tokens/s", "model TFLOP/s")
     summary = validation_summary(plan, result)
     if fmt == "markdown":
-        return "\n".join([
-            f"### Validation of plan {plan.id}", "",
-            markdown_table(("measurement", "value"), summary), "",
-            markdown_table(step_headers, validation_rows(result)), ""])
+        return "\n".join(
+            [
+                f"### Validation of plan {plan.id}",
+                "",
+                markdown_table(("measurement", "value"), summary),
+                "",
+                markdown_table(step_headers, validation_rows(result)),
+                "",
+            ]
+        )
     if fmt == "csv":
         return csv_text(step_headers, validation_rows(result))
-    return (rich_table(f"validation of plan {plan.id}", ("measurement", "value"), summary)
-            + rich_table("step time by reserved length", step_headers, validation_rows(result)))
+    return rich_table(
+        f"validation of plan {plan.id}", ("measurement", "value"), summary
+    ) + rich_table("step time by reserved length", step_headers, validation_rows(result))
 
 
 def render_job_outcome(job: dict[str, Any], plan: Plan, fmt: str) -> str:
@@ -257,6 +351,9 @@ def render_job_outcome(job: dict[str, Any], plan: Plan, fmt: str) -> str:
     if plan.calibrated:
         title = plan.calibrated.get("label", "calibrated projection")
         rows = calibrated_rows(plan)
-        parts.append(f"**{title}**\n\n{markdown_table(CAL_HEADERS, rows)}" if fmt == "markdown"
-                     else rich_table(title, CAL_HEADERS, rows))
+        parts.append(
+            f"**{title}**\n\n{markdown_table(CAL_HEADERS, rows)}"
+            if fmt == "markdown"
+            else rich_table(title, CAL_HEADERS, rows)
+        )
     return "\n".join(parts)

@@ -33,19 +33,27 @@ def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
     """Sampled per-step figures of both runs (steps, length, cumulative LayerTokens/FLOPs, lr)."""
     r = runs.resolved
     out: dict[str, dict[str, np.ndarray]] = {}
-    for name, prof, acc in (("baseline", runs.baseline, runs.baseline_acc),
-                            ("random_ltd", runs.ltd, runs.ltd_acc)):
+    for name, prof, acc in (
+        ("baseline", runs.baseline, runs.baseline_acc),
+        ("random_ltd", runs.ltd, runs.ltd_acc),
+    ):
         steps = _steps(prof.num_steps)
         lengths = prof.at(steps)
 
         def flops(x: np.ndarray, acc: Any = acc) -> np.ndarray:
-            return np.asarray(step_flops(x.astype(np.float64), r.model,
-                                         global_batch_size=acc.global_batch_size,
-                                         num_ltd_layers=acc.num_ltd_layers))
+            return np.asarray(
+                step_flops(
+                    x.astype(np.float64),
+                    r.model,
+                    global_batch_size=acc.global_batch_size,
+                    num_ltd_layers=acc.num_ltd_layers,
+                )
+            )
 
         eff = prof.cumulative(acc.effective_tokens, steps)
         data = {
-            "step": steps, "reserved_length": lengths,
+            "step": steps,
+            "reserved_length": lengths,
             "cumulative_layer_tokens": prof.cumulative(acc.layer_tokens, steps),
             "cumulative_flops": prof.cumulative(flops, steps, dtype=np.float64),
         }
@@ -61,13 +69,17 @@ def draw(plan: Plan, runs: Runs) -> Figure:
     base, ltd = data["baseline"], data["random_ltd"]
     fig = Figure(figsize=(12, 8), layout="constrained")
     axes = fig.subplots(2, 2)
-    fig.suptitle(f"random-LTD plan {plan.id}: {plan.model.get('name') or 'model'}, "
-                 f"{plan.savings.flops:.1%} FLOPs saved", fontsize=12)
+    fig.suptitle(
+        f"random-LTD plan {plan.id}: {plan.model.get('name') or 'model'}, "
+        f"{plan.savings.flops:.1%} FLOPs saved",
+        fontsize=12,
+    )
 
     ax = axes[0, 0]
     ax.step(ltd["step"], ltd["reserved_length"], where="post", color="tab:orange")
-    ax.set(title="Reserved length per dropping layer", xlabel="optimizer step",
-           ylabel="tokens kept")
+    ax.set(
+        title="Reserved length per dropping layer", xlabel="optimizer step", ylabel="tokens kept"
+    )
     ax.axhline(plan.model["seq_len"], color="grey", lw=0.8, ls="--", label="full sequence S")
     ax.legend(loc="lower right")
 
@@ -77,10 +89,20 @@ def draw(plan: Plan, runs: Runs) -> Figure:
         ax.plot(ltd["cumulative_layer_tokens"], ltd["lr"], label="random-LTD")
         ax.legend()
     else:
-        ax.text(0.5, 0.5, "no learning-rate schedule in the request\n(--peak-lr, --decay-tokens)",
-                ha="center", va="center", transform=ax.transAxes, color="grey")
-    ax.set(title="Learning rate against LayerTokens", xlabel="cumulative LayerTokens",
-           ylabel="learning rate")
+        ax.text(
+            0.5,
+            0.5,
+            "no learning-rate schedule in the request\n(--peak-lr, --decay-tokens)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color="grey",
+        )
+    ax.set(
+        title="Learning rate against LayerTokens",
+        xlabel="cumulative LayerTokens",
+        ylabel="learning rate",
+    )
 
     ax = axes[1, 0]
     ax.plot(base["step"], base["cumulative_flops"], label="baseline")
@@ -93,8 +115,13 @@ def draw(plan: Plan, runs: Runs) -> Figure:
     if plan.baseline.cost_usd is not None:
         figures.append(("cost (USD)", plan.baseline.cost_usd, plan.random_ltd.cost_usd or 0.0))
     if plan.calibrated:
-        figures.append(("GPU-hours, calibrated", plan.baseline.gpu_hours,
-                        plan.calibrated["random_ltd_gpu_hours"]))
+        figures.append(
+            (
+                "GPU-hours, calibrated",
+                plan.baseline.gpu_hours,
+                plan.calibrated["random_ltd_gpu_hours"],
+            )
+        )
     x = np.arange(len(figures))
     ax.bar(x - 0.2, [f[1] for f in figures], 0.4, label="baseline")
     ax.bar(x + 0.2, [f[2] for f in figures], 0.4, label="random-LTD")
@@ -115,4 +142,4 @@ def plan_svg(plan: Plan, runs: Runs) -> str:
     with _RENDER_LOCK, mpl.rc_context({"svg.fonttype": "none"}):  # text stays <text>
         draw(plan, runs).savefig(buf, format="svg", metadata={"Creator": None, "Date": None})
     svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
+    return svg[svg.index("<svg") :]

@@ -14,15 +14,18 @@ def headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def remote_check(server: str, req: PlanRequest, limits: CheckLimits,
-                 previous: Plan | None) -> CheckResult:
+def remote_check(
+    server: str, req: PlanRequest, limits: CheckLimits, previous: Plan | None
+) -> CheckResult:
     """`POST /v1/checks` on a server; an earlier plan is stored there first (by its request, so
     its id is the same) to be compared against."""
     from planner.plan import request_from_plan
 
     client = Client(server)
-    body: dict[str, Any] = {"request": req.model_dump(mode="json", exclude_none=True),
-                            "limits": limits.model_dump(exclude_none=True)}
+    body: dict[str, Any] = {
+        "request": req.model_dump(mode="json", exclude_none=True),
+        "limits": limits.model_dump(exclude_none=True),
+    }
     if previous is not None:
         old = request_from_plan(previous).model_dump(mode="json", exclude_none=True)
         body["compare_plan_id"] = client.call("POST", "/v1/plans", json=old)["id"]
@@ -56,8 +59,9 @@ class Client:
         if resp.status_code == 404:
             raise InputError("id", f"{path}: not found on {self.server}")
         if resp.status_code >= 400:
-            raise InputError("--server", f"{method} {path} answered {resp.status_code}: "
-                                         f"{resp.text[:300]}")
+            raise InputError(
+                "--server", f"{method} {path} answered {resp.status_code}: {resp.text[:300]}"
+            )
         return resp.json()
 
     def submit_job(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -77,20 +81,29 @@ class Client:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         deadline = time.monotonic() + timeout_s
-        columns = (TextColumn("job {task.fields[job]}"), BarColumn(),
-                   TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                   TextColumn("{task.description}"))
+        columns = (
+            TextColumn("job {task.fields[job]}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+        )
         with Progress(*columns, disable=not sys.stderr.isatty(), transient=True) as bar:
             task = bar.add_task("queued", total=1.0, job=job_id)
             while True:
                 job = self.get_job(job_id)
-                bar.update(task, completed=job.get("progress") or 0.0,
-                           description=f"{job['state']}: {job.get('progress_message') or ''}"[:60])
+                bar.update(
+                    task,
+                    completed=job.get("progress") or 0.0,
+                    description=f"{job['state']}: {job.get('progress_message') or ''}"[:60],
+                )
                 if job["state"] in TERMINAL:
                     return job
                 if time.monotonic() > deadline:
                     from ltd.cli import InputError
 
-                    raise InputError("--wait-minutes", f"job {job_id} still {job['state']}; "
-                                                       "follow it later with its id")
+                    raise InputError(
+                        "--wait-minutes",
+                        f"job {job_id} still {job['state']}; follow it later with its id",
+                    )
                 time.sleep(poll_s)

@@ -28,8 +28,11 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("worker", help="claim validation jobs from an API and run them")
-    p.add_argument("--api", default=os.environ.get("LTD_API_URL", DEFAULT_API_URL),
-                   help="the API's URL (env LTD_API_URL)")
+    p.add_argument(
+        "--api",
+        default=os.environ.get("LTD_API_URL", DEFAULT_API_URL),
+        help="the API's URL (env LTD_API_URL)",
+    )
     p.add_argument("--token", default=None, help="worker token (env LTD_WORKER_TOKEN)")
     p.add_argument("--worker-id", default=None)
     p.add_argument("--once", action="store_true", help="run at most one job, then exit")
@@ -49,8 +52,11 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(format="markdown")
     p.add_argument("--plan", metavar="FILE", help="a plan JSON (ltd plan --format json)")
     p.add_argument("--plan-id", help="a plan already stored on the server")
-    p.add_argument("--server", default=os.environ.get("LTD_API_URL", DEFAULT_API_URL),
-                   help="the API's URL (env LTD_API_URL; API key from env LTD_API_KEY)")
+    p.add_argument(
+        "--server",
+        default=os.environ.get("LTD_API_URL", DEFAULT_API_URL),
+        help="the API's URL (env LTD_API_URL; API key from env LTD_API_KEY)",
+    )
     p.add_argument("--no-wait", action="store_true", help="print the job id and return")
     p.add_argument("--wait-minutes", type=number, default=120.0, help="give up following after")
     add_settings_flags(p)
@@ -103,8 +109,13 @@ def worker_token(explicit: str | None) -> str:
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.loop import run_worker
 
-    run_worker(args.api, worker_token(args.token), worker_id=args.worker_id, once=args.once,
-               poll_interval_s=args.poll_interval)
+    run_worker(
+        args.api,
+        worker_token(args.token),
+        worker_id=args.worker_id,
+        once=args.once,
+        poll_interval_s=args.poll_interval,
+    )
     return 0
 
 
@@ -112,13 +123,25 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     from ltd.cli import InputError
     from planner.validation import ValidationSettings
 
-    names = {"mode": "mode", "num_layers": "num_layers", "v_micro_batch_size": "micro_batch_size",
-             "reserved_lengths": "reserved_lengths", "warmup_steps": "warmup_steps",
-             "measure_steps": "measure_steps", "v_train_steps": "train_steps",
-             "dataset": "dataset", "seed": "seed", "device": "device", "dtype": "dtype",
-             "max_minutes": "max_minutes"}
-    data = {field: getattr(args, arg) for arg, field in names.items()
-            if getattr(args, arg, None) is not None}
+    names = {
+        "mode": "mode",
+        "num_layers": "num_layers",
+        "v_micro_batch_size": "micro_batch_size",
+        "reserved_lengths": "reserved_lengths",
+        "warmup_steps": "warmup_steps",
+        "measure_steps": "measure_steps",
+        "v_train_steps": "train_steps",
+        "dataset": "dataset",
+        "seed": "seed",
+        "device": "device",
+        "dtype": "dtype",
+        "max_minutes": "max_minutes",
+    }
+    data = {
+        field: getattr(args, arg)
+        for arg, field in names.items()
+        if getattr(args, arg, None) is not None
+    }
     if "reserved_lengths" in data:
         data["reserved_lengths"] = list(data["reserved_lengths"])
     try:

@@ -71,8 +71,9 @@ class StepProfile:
         """Reserved lengths of steps start, start+every, ... < stop, as an array."""
         return self.at(np.arange(start, self.num_steps if stop is None else stop, every))
 
-    def cumulative(self, per_step: PerStep, steps: np.ndarray,
-                   dtype: type = np.int64) -> np.ndarray:
+    def cumulative(
+        self, per_step: PerStep, steps: np.ndarray, dtype: type = np.int64
+    ) -> np.ndarray:
         """Sum of `per_step(r)` over steps 0..t inclusive, for each t in `steps` (int64, or
         float64 for figures such as FLOPs that outgrow it)."""
         per: np.ndarray = per_step(self.values).astype(dtype)
@@ -107,6 +108,8 @@ def profile_until(cfg: RandomLTDConfig, per_step: PerStep, budget: int) -> StepP
     i = max(bisect.bisect_left(done_before, budget) - 1, 0)
     steps_in = -(-(budget - done_before[i]) // per[i])  # ceil
     return StepProfile(starts[: i + 1], values[: i + 1], int(starts[i]) + int(steps_in))
+
+
 def baseline_steps_for_tokens(train_tokens: int, global_batch_size: int, seq_len: int) -> int:
     """A dense run given `train_tokens` takes ceil(T / (G * S)) steps."""
     return -(-train_tokens // (global_batch_size * seq_len))  # exact integer ceil

@@ -25,7 +25,9 @@ class CheckLimits(BaseModel):
     )
     min_wall_clock_saving: float | None = Field(None, ge=0, le=1, description="Fraction.")
     max_growth: float | None = Field(
-        None, ge=0, le=100,
+        None,
+        ge=0,
+        le=100,
         description="Allowed growth of GPU-hours, cost and FLOPs over a compared plan (0.05=5%).",
     )
 
@@ -83,8 +85,7 @@ def check_plan(plan: Plan, limits: CheckLimits, previous: Plan | None = None) ->
     at_most("max_wall_clock_hours", limits.max_wall_clock_hours, run.wall_clock_hours)
     if limits.max_cost_usd is not None and run.cost_usd is None:
         # A cost limit without a price cannot pass silently.
-        violations.append(Violation(limit="max_cost_usd", allowed=limits.max_cost_usd,
-                                    actual=None))
+        violations.append(Violation(limit="max_cost_usd", allowed=limits.max_cost_usd, actual=None))
     at_most("max_cost_usd", limits.max_cost_usd, run.cost_usd)
     at_least("min_flops_saving", limits.min_flops_saving, saved.flops)
     at_least("min_layer_token_saving", limits.min_layer_token_saving, saved.layer_tokens)
@@ -95,6 +96,9 @@ def check_plan(plan: Plan, limits: CheckLimits, previous: Plan | None = None) ->
             if c.figure in GROWTH_FIGURES and c.change is not None:
                 at_most(f"max_growth.{c.figure}", limits.max_growth, c.change)
     return CheckResult(
-        passed=not violations, violations=violations, plan=plan,
-        compared_to=previous.id if previous is not None else None, changes=changes,
+        passed=not violations,
+        violations=violations,
+        plan=plan,
+        compared_to=previous.id if previous is not None else None,
+        changes=changes,
     )

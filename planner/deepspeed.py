@@ -101,7 +101,11 @@ def parse_deepspeed_config(cfg: dict[str, Any]) -> DeepSpeedRandomLTD:
 
 
 def export_deepspeed_config(
-    cfg: RandomLTDConfig, *, num_layers: int, layer_ids: tuple[int, ...], train_batch_size: int,
+    cfg: RandomLTDConfig,
+    *,
+    num_layers: int,
+    layer_ids: tuple[int, ...],
+    train_batch_size: int,
     model_type: str = "decoder",
 ) -> dict[str, Any]:
     """The DeepSpeed config keys that reproduce a plan's random-LTD run."""

@@ -99,12 +99,15 @@ def run_flops(
     )
 
 
-def step_flops(r: np.ndarray | int, m: ModelShape, *, global_batch_size: int,
-               num_ltd_layers: int) -> np.ndarray | int:
+def step_flops(
+    r: np.ndarray | int, m: ModelShape, *, global_batch_size: int, num_ltd_layers: int
+) -> np.ndarray | int:
     """Model FLOPs (training) of one optimizer step whose dropping layers keep r tokens."""
     full = (m.num_layers - num_ltd_layers) * layer_flops(m.seq_len, m)
-    return TRAIN_PASSES * global_batch_size * (
-        full + num_ltd_layers * layer_flops(r, m) + head_flops(m)
+    return (
+        TRAIN_PASSES
+        * global_batch_size
+        * (full + num_ltd_layers * layer_flops(r, m) + head_flops(m))
     )
 
 
@@ -113,8 +116,9 @@ def step_flops(r: np.ndarray | int, m: ModelShape, *, global_batch_size: int,
 WEIGHT_BYTES, GRAD_BYTES, OPTIMIZER_BYTES = 2, 2, 12
 
 
-def layer_activation_bytes(n_tokens: int, m: ModelShape, micro_batch_size: int, *,
-                           flash_attention: bool = False) -> int:
+def layer_activation_bytes(
+    n_tokens: int, m: ModelShape, micro_batch_size: int, *, flash_attention: bool = False
+) -> int:
     """Activations one layer keeps for backward, bf16, no recompute (Korthikanti et al. 2022,
     eq. 2): s * b * h * (34 + 5 * a * s / h) bytes. The 5 a s^2 b term is the attention scores,
     softmax and dropout mask; a fused (flash) attention kernel never stores them: 34 s b h."""
@@ -123,8 +127,15 @@ def layer_activation_bytes(n_tokens: int, m: ModelShape, micro_batch_size: int, 
     return int(s * b * h * (34 + scores))
 
 
-def activation_bytes(r: int, m: ModelShape, *, num_ltd_layers: int, micro_batch_size: int,
-                     activation_recompute: bool, flash_attention: bool = False) -> int:
+def activation_bytes(
+    r: int,
+    m: ModelShape,
+    *,
+    num_ltd_layers: int,
+    micro_batch_size: int,
+    activation_recompute: bool,
+    flash_attention: bool = False,
+) -> int:
     """Activations of one micro-batch: full layers at S, dropping layers at r.
 
     With full recompute only each layer's input (2 * s * b * h bytes) is kept, plus one layer's
@@ -135,6 +146,7 @@ def activation_bytes(r: int, m: ModelShape, *, num_ltd_layers: int, micro_batch_
     if activation_recompute:
         kept = full_layers * 2 * S * b * h + num_ltd_layers * 2 * r * b * h
         return kept + layer_activation_bytes(S, m, b, flash_attention=flash_attention)
-    per_layer = {n: layer_activation_bytes(n, m, b, flash_attention=flash_attention)
-                 for n in (S, r)}
+    per_layer = {
+        n: layer_activation_bytes(n, m, b, flash_attention=flash_attention) for n in (S, r)
+    }
     return full_layers * per_layer[S] + num_ltd_layers * per_layer[r]

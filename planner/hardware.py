@@ -26,8 +26,14 @@ GPU_PRESETS: dict[str, tuple[float, float]] = {
 }
 # Names torch.cuda.get_device_name() returns, to match a measured device to a preset.
 GPU_NAME_PATTERNS: list[tuple[str, str]] = [
-    ("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("H200", "h200"), ("A100", "a100"),
-    ("V100", "v100"), ("B200", "b200"), ("L40S", "l40s"), ("MI300X", "mi300x"),
+    ("H100 PCIe", "h100-pcie"),
+    ("H100", "h100-sxm"),
+    ("H200", "h200"),
+    ("A100", "a100"),
+    ("V100", "v100"),
+    ("B200", "b200"),
+    ("L40S", "l40s"),
+    ("MI300X", "mi300x"),
 ]
 
 

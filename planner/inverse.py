@@ -42,8 +42,14 @@ class InverseResult(BaseModel):
 
 def _saving(r: Resolved, metric: Metric, **update: int) -> float:
     trial = Resolved(
-        r.model, r.global_batch_size, r.ltd.model_copy(update=update), r.baseline_steps,
-        "equal_steps", r.baseline_steps, r.hardware, r.lr,
+        r.model,
+        r.global_batch_size,
+        r.ltd.model_copy(update=update),
+        r.baseline_steps,
+        "equal_steps",
+        r.baseline_steps,
+        r.hardware,
+        r.lr,
     )
     runs = build_runs(trial)
     if metric == "layer_tokens":
@@ -76,36 +82,52 @@ def solve(request: PlanRequest, inverse: InverseRequest) -> InverseResult:
         best = _saving(r, metric, require_steps=MAX_REQUIRE_STEPS)
         if best < target:
             return InverseResult(
-                reachable=False, solve_for="require_steps", value=None, best_saving=best,
-                plan=None, message=(
+                reachable=False,
+                solve_for="require_steps",
+                value=None,
+                best_saving=best,
+                plan=None,
+                message=(
                     f"no require_steps reaches a {target:.1%} {metric} saving with min_value "
                     f"{cfg.min_value}: even never growing past it saves {best:.1%}; lower "
-                    "min_value or train the random-LTD run for fewer tokens"),
+                    "min_value or train the random-LTD run for fewer tokens"
+                ),
             )
-        value = _search(1, MAX_REQUIRE_STEPS,
-                        lambda x: _saving(r, metric, require_steps=x) >= target)
+        value = _search(
+            1, MAX_REQUIRE_STEPS, lambda x: _saving(r, metric, require_steps=x) >= target
+        )
     else:
         sps = cfg.seq_per_step
         smallest = sps if cfg.schedule_type != "constant" else 1
         best = _saving(r, metric, min_value=smallest)
         if best < target:
             return InverseResult(
-                reachable=False, solve_for="min_value", value=None, best_saving=best, plan=None,
+                reachable=False,
+                solve_for="min_value",
+                value=None,
+                best_saving=best,
+                plan=None,
                 message=(
                     f"no min_value reaches a {target:.1%} {metric} saving with require_steps "
                     f"{cfg.require_steps}: even min_value {smallest} saves {best:.1%}; "
-                    "lengthen require_steps"),
+                    "lengthen require_steps"
+                ),
             )
         # The largest min_value that still reaches the target: search on its negation.
         top = cfg.max_value
-        value = top - _search(0, top - smallest,
-                              lambda k: _saving(r, metric, min_value=top - k) >= target)
-    solved = request.model_copy(update={"random_ltd": cfg.model_copy(
-        update={inverse.solve_for: value})})
+        value = top - _search(
+            0, top - smallest, lambda k: _saving(r, metric, min_value=top - k) >= target
+        )
+    solved = request.model_copy(
+        update={"random_ltd": cfg.model_copy(update={inverse.solve_for: value})}
+    )
     result_plan = plan_from_runs(build_runs(resolve(solved)))
     achieved = getattr(result_plan.savings, metric)
     return InverseResult(
-        reachable=True, solve_for=inverse.solve_for, value=value, best_saving=best,
+        reachable=True,
+        solve_for=inverse.solve_for,
+        value=value,
+        best_saving=best,
         plan=result_plan,
         message=f"{inverse.solve_for} = {value:,} saves {achieved:.2%} of {metric}",
     )

@@ -65,8 +65,7 @@ class ModelShape(BaseModel):
             )
         if self.num_heads % self.kv_heads:
             raise ValueError(
-                f"num_heads: {self.num_heads} must be a multiple of "
-                f"num_kv_heads ({self.kv_heads})"
+                f"num_heads: {self.num_heads} must be a multiple of num_kv_heads ({self.kv_heads})"
             )
         return self
 
@@ -127,16 +126,28 @@ def count_params(m: ModelShape) -> int:
 def _gpt3(name: str, layers: int, hidden: int, heads: int, published: float) -> ModelShape:
     # Brown et al. 2020, Table 2.1: all GPT-3 models use S = 2048 and GPT-2's 50257-token BPE.
     return ModelShape(
-        name=name, arch="gpt", num_layers=layers, hidden_size=hidden, num_heads=heads,
-        vocab_size=50257, seq_len=2048, published_params=int(published),
+        name=name,
+        arch="gpt",
+        num_layers=layers,
+        hidden_size=hidden,
+        num_heads=heads,
+        vocab_size=50257,
+        seq_len=2048,
+        published_params=int(published),
     )
 
 
 def _gpt2(name: str, layers: int, hidden: int, heads: int, published: int) -> ModelShape:
     # Radford et al. 2019; counts as the released checkpoints have them (Hugging Face).
     return ModelShape(
-        name=name, arch="gpt", num_layers=layers, hidden_size=hidden, num_heads=heads,
-        vocab_size=50257, seq_len=1024, published_params=published,
+        name=name,
+        arch="gpt",
+        num_layers=layers,
+        hidden_size=hidden,
+        num_heads=heads,
+        vocab_size=50257,
+        seq_len=1024,
+        published_params=published,
     )
 
 
@@ -159,24 +170,81 @@ PRESETS: dict[str, ModelShape] = {
         _gpt2("gpt2-large", 36, 1280, 20, 774_030_080),
         _gpt2("gpt2-xl", 48, 1600, 25, 1_557_611_200),
         # Devlin et al. 2019: 110M and 340M.
-        ModelShape(name="bert-base", arch="bert", num_layers=12, hidden_size=768, num_heads=12,
-                   vocab_size=30522, seq_len=512, published_params=110_000_000),
-        ModelShape(name="bert-large", arch="bert", num_layers=24, hidden_size=1024, num_heads=16,
-                   vocab_size=30522, seq_len=512, published_params=340_000_000),
+        ModelShape(
+            name="bert-base",
+            arch="bert",
+            num_layers=12,
+            hidden_size=768,
+            num_heads=12,
+            vocab_size=30522,
+            seq_len=512,
+            published_params=110_000_000,
+        ),
+        ModelShape(
+            name="bert-large",
+            arch="bert",
+            num_layers=24,
+            hidden_size=1024,
+            num_heads=16,
+            vocab_size=30522,
+            seq_len=512,
+            published_params=340_000_000,
+        ),
         # Dosovitskiy et al. 2021, Table 1: 86M and 307M; 224 px / 16 px = 14 x 14 patches + CLS.
-        ModelShape(name="vit-b16", arch="vit", num_layers=12, hidden_size=768, num_heads=12,
-                   vocab_size=1000, seq_len=197, published_params=86_000_000),
-        ModelShape(name="vit-l16", arch="vit", num_layers=24, hidden_size=1024, num_heads=16,
-                   vocab_size=1000, seq_len=197, published_params=307_000_000),
+        ModelShape(
+            name="vit-b16",
+            arch="vit",
+            num_layers=12,
+            hidden_size=768,
+            num_heads=12,
+            vocab_size=1000,
+            seq_len=197,
+            published_params=86_000_000,
+        ),
+        ModelShape(
+            name="vit-l16",
+            arch="vit",
+            num_layers=24,
+            hidden_size=1024,
+            num_heads=16,
+            vocab_size=1000,
+            seq_len=197,
+            published_params=307_000_000,
+        ),
         # Touvron et al. 2023 and Meta's Llama 3 model card; counts of the released checkpoints.
-        ModelShape(name="llama-2-7b", arch="gpt", num_layers=32, hidden_size=4096, num_heads=32,
-                   ffn_hidden_size=11008, activation="swiglu", vocab_size=32000, seq_len=4096,
-                   position="rotary", tie_embeddings=False, bias=False, norm="rmsnorm",
-                   published_params=6_738_415_616),
-        ModelShape(name="llama-3-8b", arch="gpt", num_layers=32, hidden_size=4096, num_heads=32,
-                   num_kv_heads=8, ffn_hidden_size=14336, activation="swiglu", vocab_size=128256,
-                   seq_len=8192, position="rotary", tie_embeddings=False, bias=False,
-                   norm="rmsnorm", published_params=8_030_261_248),
+        ModelShape(
+            name="llama-2-7b",
+            arch="gpt",
+            num_layers=32,
+            hidden_size=4096,
+            num_heads=32,
+            ffn_hidden_size=11008,
+            activation="swiglu",
+            vocab_size=32000,
+            seq_len=4096,
+            position="rotary",
+            tie_embeddings=False,
+            bias=False,
+            norm="rmsnorm",
+            published_params=6_738_415_616,
+        ),
+        ModelShape(
+            name="llama-3-8b",
+            arch="gpt",
+            num_layers=32,
+            hidden_size=4096,
+            num_heads=32,
+            num_kv_heads=8,
+            ffn_hidden_size=14336,
+            activation="swiglu",
+            vocab_size=128256,
+            seq_len=8192,
+            position="rotary",
+            tie_embeddings=False,
+            bias=False,
+            norm="rmsnorm",
+            published_params=8_030_261_248,
+        ),
     ]
 }
 
@@ -207,20 +275,28 @@ def from_hf_config(cfg: dict[str, Any]) -> ModelShape:
     if kind == "gpt2" or "n_embd" in cfg:
         hidden = _hf_get(cfg, "n_embd")
         return ModelShape(
-            name=name, arch="gpt", num_layers=_hf_get(cfg, "n_layer"), hidden_size=hidden,
-            num_heads=_hf_get(cfg, "n_head"), ffn_hidden_size=cfg.get("n_inner") or 4 * hidden,
-            vocab_size=_hf_get(cfg, "vocab_size"), seq_len=_hf_get(cfg, "n_positions", "n_ctx"),
+            name=name,
+            arch="gpt",
+            num_layers=_hf_get(cfg, "n_layer"),
+            hidden_size=hidden,
+            num_heads=_hf_get(cfg, "n_head"),
+            ffn_hidden_size=cfg.get("n_inner") or 4 * hidden,
+            vocab_size=_hf_get(cfg, "vocab_size"),
+            seq_len=_hf_get(cfg, "n_positions", "n_ctx"),
         )
     if kind == "vit" or "patch_size" in cfg:
         image, patch = _hf_get(cfg, "image_size"), _hf_get(cfg, "patch_size")
         labels = cfg.get("id2label") or {}
         return ModelShape(
-            name=name, arch="vit", num_layers=_hf_get(cfg, "num_hidden_layers"),
+            name=name,
+            arch="vit",
+            num_layers=_hf_get(cfg, "num_hidden_layers"),
             hidden_size=_hf_get(cfg, "hidden_size"),
             num_heads=_hf_get(cfg, "num_attention_heads"),
             ffn_hidden_size=_hf_get(cfg, "intermediate_size"),
             vocab_size=len(labels) or cfg.get("num_labels") or 1000,
-            seq_len=(image // patch) ** 2 + 1, patch_size=patch,
+            seq_len=(image // patch) ** 2 + 1,
+            patch_size=patch,
             num_channels=cfg.get("num_channels", 3),
         )
     llama_like = kind in {"llama", "mistral", "qwen2"} or cfg.get("hidden_act") == "silu"
@@ -229,17 +305,25 @@ def from_hf_config(cfg: dict[str, Any]) -> ModelShape:
             "model", f"unsupported Hugging Face model_type {kind!r} (gpt2, bert, llama, vit)"
         )
     common = dict(
-        num_layers=_hf_get(cfg, "num_hidden_layers"), hidden_size=_hf_get(cfg, "hidden_size"),
+        num_layers=_hf_get(cfg, "num_hidden_layers"),
+        hidden_size=_hf_get(cfg, "hidden_size"),
         num_heads=_hf_get(cfg, "num_attention_heads"),
-        ffn_hidden_size=_hf_get(cfg, "intermediate_size"), vocab_size=_hf_get(cfg, "vocab_size"),
+        ffn_hidden_size=_hf_get(cfg, "intermediate_size"),
+        vocab_size=_hf_get(cfg, "vocab_size"),
         seq_len=_hf_get(cfg, "max_position_embeddings"),
     )
     if not llama_like:
         return ModelShape(name=name, arch="bert", **common)
     return ModelShape(
-        name=name, arch="gpt", activation="swiglu", position="rotary", bias=False,
-        norm="rmsnorm", tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        num_kv_heads=cfg.get("num_key_value_heads"), **common,
+        name=name,
+        arch="gpt",
+        activation="swiglu",
+        position="rotary",
+        bias=False,
+        norm="rmsnorm",
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        num_kv_heads=cfg.get("num_key_value_heads"),
+        **common,
     )
 
 

@@ -76,7 +76,8 @@ class PlanRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model: str | dict[str, Any] = Field(
-        ..., description="Preset name, explicit shape, or a Hugging Face config.json object.",
+        ...,
+        description="Preset name, explicit shape, or a Hugging Face config.json object.",
         examples=["gpt3-1.3b"],
     )
     deepspeed_config: dict[str, Any] | None = Field(
@@ -95,7 +96,9 @@ class PlanRequest(BaseModel):
         None, ge=1, le=MAX_TRAIN_STEPS, description="Baseline's optimizer steps."
     )
     ltd_train_tokens: int | None = Field(
-        None, ge=1, le=MAX_TRAIN_TOKENS,
+        None,
+        ge=1,
+        le=MAX_TRAIN_TOKENS,
         description="Random-LTD run's budget in effective tokens (Megatron-DeepSpeed's counter).",
     )
     ltd_train_steps: int | None = Field(
@@ -111,8 +114,11 @@ class PlanRequest(BaseModel):
     def _one_budget_each(self) -> PlanRequest:
         if (self.train_tokens is None) == (self.train_steps is None):
             raise ValueError("train_tokens: give exactly one of train_tokens and train_steps")
-        ltd = [self.ltd_train_tokens is not None, self.ltd_train_steps is not None,
-               self.ltd_equal_compute]
+        ltd = [
+            self.ltd_train_tokens is not None,
+            self.ltd_train_steps is not None,
+            self.ltd_equal_compute,
+        ]
         if sum(ltd) > 1:
             raise ValueError(
                 "ltd_train_tokens: give at most one of ltd_train_tokens, ltd_train_steps and "
@@ -157,7 +163,9 @@ def _default_ltd(model: ModelShape, baseline_steps: int) -> RandomLTDConfig:
     seq_per_step = 16 if model.seq_len >= 256 else 1
     min_value = max(seq_per_step, model.seq_len // 16 // seq_per_step * seq_per_step)
     return RandomLTDConfig(
-        min_value=min_value, max_value=model.seq_len, seq_per_step=seq_per_step,
+        min_value=min_value,
+        max_value=model.seq_len,
+        seq_per_step=seq_per_step,
         require_steps=max(1, min(baseline_steps // 2, 100_000_000)),
     )
 
@@ -198,8 +206,11 @@ def resolve(req: PlanRequest) -> Resolved:
         baseline_steps = req.train_steps  # type: ignore[assignment]
     cfg = ds.config if ds else _default_ltd(model, baseline_steps)
     overrides = req.random_ltd.model_dump(exclude_none=True) if req.random_ltd else {}
-    field = "random_ltd" if overrides or ds is None else (
-        "deepspeed_config.data_efficiency.data_routing.random_ltd")
+    field = (
+        "random_ltd"
+        if overrides or ds is None
+        else ("deepspeed_config.data_efficiency.data_routing.random_ltd")
+    )
     if overrides:
         try:
             cfg = RandomLTDConfig.model_validate({**cfg.model_dump(), **overrides})
@@ -309,9 +320,13 @@ class Plan(BaseModel):
 def _summary(profile: StepProfile, acc: Accounting, r: Resolved) -> RunSummary:
     m, hw = r.model, r.hardware
     run = F.run_flops(
-        m, global_batch_size=acc.global_batch_size, num_steps=profile.num_steps,
-        num_ltd_layers=acc.num_ltd_layers, sum_r=profile.total(lambda x: x),
-        sum_r2=profile.total(lambda x: x * x), activation_recompute=hw.activation_recompute,
+        m,
+        global_batch_size=acc.global_batch_size,
+        num_steps=profile.num_steps,
+        num_ltd_layers=acc.num_ltd_layers,
+        sum_r=profile.total(lambda x: x),
+        sum_r2=profile.total(lambda x: x * x),
+        activation_recompute=hw.activation_recompute,
     )
     hours = wall_clock_hours(run.model, hw)
     effective = profile.total(acc.effective_tokens)
@@ -327,8 +342,12 @@ def _summary(profile: StepProfile, acc: Accounting, r: Resolved) -> RunSummary:
         effective_tokens=effective,
         flops=run.model,
         hardware_flops=run.hardware,
-        flops_breakdown={"projections": run.projections, "mlp": run.mlp,
-                         "attention": run.attention, "head": run.head},
+        flops_breakdown={
+            "projections": run.projections,
+            "mlp": run.mlp,
+            "attention": run.attention,
+            "head": run.head,
+        },
         wall_clock_hours=hours,
         gpu_hours=hours * hw.num_gpus,
         cost_usd=cost_usd(hours * hw.num_gpus, hw),
@@ -345,17 +364,24 @@ def _memory(r: Resolved) -> MemoryEstimate:
     n = m.num_params
     act = {
         length: F.activation_bytes(
-            length, m, num_ltd_layers=len(r.ltd.layer_ids or ()),
-            micro_batch_size=hw.micro_batch_size, activation_recompute=hw.activation_recompute,
+            length,
+            m,
+            num_ltd_layers=len(r.ltd.layer_ids or ()),
+            micro_batch_size=hw.micro_batch_size,
+            activation_recompute=hw.activation_recompute,
         )
         for length in (r.ltd.min_value, m.seq_len)
     }
     states = n * (F.WEIGHT_BYTES + F.GRAD_BYTES + F.OPTIMIZER_BYTES)
     return MemoryEstimate(
-        micro_batch_size=hw.micro_batch_size, weights_bytes=n * F.WEIGHT_BYTES,
-        gradients_bytes=n * F.GRAD_BYTES, optimizer_bytes=n * F.OPTIMIZER_BYTES,
-        activations_bytes_min=act[r.ltd.min_value], activations_bytes_full=act[m.seq_len],
-        total_bytes_min=states + act[r.ltd.min_value], total_bytes_full=states + act[m.seq_len],
+        micro_batch_size=hw.micro_batch_size,
+        weights_bytes=n * F.WEIGHT_BYTES,
+        gradients_bytes=n * F.GRAD_BYTES,
+        optimizer_bytes=n * F.OPTIMIZER_BYTES,
+        activations_bytes_min=act[r.ltd.min_value],
+        activations_bytes_full=act[m.seq_len],
+        total_bytes_min=states + act[r.ltd.min_value],
+        total_bytes_full=states + act[m.seq_len],
     )
 
 
@@ -383,14 +409,20 @@ def plan_from_runs(runs: Runs) -> Plan:
         ),
         schedule=runs.ltd.change_points(),
         layer_flops={
-            str(n): {"projections": int(F.projection_flops(n, m)), "mlp": int(F.mlp_flops(n, m)),
-                     "attention": int(F.attention_flops(n, m)), "total": int(F.layer_flops(n, m))}
+            str(n): {
+                "projections": int(F.projection_flops(n, m)),
+                "mlp": int(F.mlp_flops(n, m)),
+                "attention": int(F.attention_flops(n, m)),
+                "total": int(F.layer_flops(n, m)),
+            }
             for n in sorted({r.ltd.min_value, m.seq_len})
         },
         memory=_memory(r),
         lr=r.lr,
         deepspeed_config=export_deepspeed_config(
-            r.ltd, num_layers=m.num_layers, layer_ids=layer_ids,
+            r.ltd,
+            num_layers=m.num_layers,
+            layer_ids=layer_ids,
             train_batch_size=r.global_batch_size,
             model_type="decoder" if m.arch == "gpt" else "encoder",
         ),
@@ -402,8 +434,10 @@ def request_from_plan(p: Plan) -> PlanRequest:
     recompute it, e.g. on a worker or from a plan file."""
     model = {k: v for k, v in p.model.items() if k != "num_params"}
     hardware = {k: v for k, v in p.hardware.items() if k in HardwareConfig.model_fields}
-    if hardware.get("peak_tflops") is not None and hardware.get("gpu") in GPU_PRESETS and (
-        GPU_PRESETS[hardware["gpu"]][0] == hardware["peak_tflops"]
+    if (
+        hardware.get("peak_tflops") is not None
+        and hardware.get("gpu") in GPU_PRESETS
+        and (GPU_PRESETS[hardware["gpu"]][0] == hardware["peak_tflops"])
     ):
         hardware["peak_tflops"] = None  # the preset's own peak, as the request had it
     stops: dict[str, dict[str, Any]] = {
@@ -414,9 +448,13 @@ def request_from_plan(p: Plan) -> PlanRequest:
     }
     stop = stops[p.ltd_stop]
     return PlanRequest(
-        model=model, train_batch_size=p.global_batch_size, train_steps=p.baseline.steps,
+        model=model,
+        train_batch_size=p.global_batch_size,
+        train_steps=p.baseline.steps,
         random_ltd=RandomLTDRequest(**p.random_ltd_config.model_dump()),
-        hardware=HardwareConfig(**hardware), lr=p.lr, **stop,
+        hardware=HardwareConfig(**hardware),
+        lr=p.lr,
+        **stop,
     )
 
 

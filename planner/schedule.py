@@ -82,8 +82,9 @@ def saturation_bound(cfg: RandomLTDConfig) -> int:
     return math.ceil(cfg.require_steps * reach) + 1
 
 
-def _first_step_at_least(levels: np.ndarray, x_thresholds: np.ndarray,
-                         cfg: RandomLTDConfig) -> np.ndarray:
+def _first_step_at_least(
+    levels: np.ndarray, x_thresholds: np.ndarray, cfg: RandomLTDConfig
+) -> np.ndarray:
     """For each level, the first step whose reserved length is at least that level.
 
     An analytic estimate from the unrounded value x(t) = progress * (max - min) + min, then a

@@ -41,7 +41,9 @@ class ValidationSettings(BaseModel):
     )
     micro_batch_size: int | None = Field(None, ge=1, le=4096, description="Sequences per step.")
     reserved_lengths: list[int] | None = Field(
-        None, min_length=2, max_length=32,
+        None,
+        min_length=2,
+        max_length=32,
         description="Reserved lengths to time; default 5 points from min_value to S.",
     )
     warmup_steps: int = Field(3, ge=0, le=1000, description="Untimed steps per length.")
@@ -83,11 +85,14 @@ class ValidationResult(BaseModel):
     micro_batch_size: int
     seq_len: int
     accumulation_steps: int = Field(
-        1, description="Micro-batches per optimizer step (the plan's G / (GPUs x micro-batch)): "
-                       "step_time_ms is this many forward-backward passes plus one optimizer "
-                       "update.")
+        1,
+        description="Micro-batches per optimizer step (the plan's G / (GPUs x micro-batch)): "
+        "step_time_ms is this many forward-backward passes plus one optimizer "
+        "update.",
+    )
     optimizer_step_ms: float | None = Field(
-        None, description="Once per optimizer step: gradient clipping and AdamW, milliseconds.")
+        None, description="Once per optimizer step: gradient clipping and AdamW, milliseconds."
+    )
     scaled_down: list[str] = Field(description="What was made smaller than the plan, and why.")
     step_times: list[StepTime]
     step_time_fit: list[float] = Field(description="T'(r) = c0 + c1 r + c2 r^2, milliseconds.")
@@ -102,8 +107,10 @@ class ValidationResult(BaseModel):
     seconds: float = Field(description="Wall-clock seconds the job took.")
 
 
-def fit_step_time(lengths: list[int] | np.ndarray, times_ms: list[float] | np.ndarray,
-                  ) -> list[float]:
+def fit_step_time(
+    lengths: list[int] | np.ndarray,
+    times_ms: list[float] | np.ndarray,
+) -> list[float]:
     """Least-squares T(r) = c0 + c1 r + c2 r^2 (fewer terms when there are fewer points)."""
     r = np.asarray(lengths, dtype=np.float64)
     t = np.asarray(times_ms, dtype=np.float64)
@@ -112,8 +119,14 @@ def fit_step_time(lengths: list[int] | np.ndarray, times_ms: list[float] | np.nd
     return [float(c) for c in np.pad(coeffs, (0, 3 - len(coeffs)))]
 
 
-def measured_saving(runs: Runs, fit: list[float], *, measured_num_layers: int,
-                    measured_ltd_layers: int, flops_ratio: float) -> float:
+def measured_saving(
+    runs: Runs,
+    fit: list[float],
+    *,
+    measured_num_layers: int,
+    measured_ltd_layers: int,
+    flops_ratio: float,
+) -> float:
     """The plan's wall-clock saving implied by a fitted T'(r) (module docstring).
 
     `flops_ratio` is F(S) / F'(S): a full model step's FLOPs over the measured model's, at S.
@@ -168,6 +181,12 @@ def calibrate(plan: Plan, result: ValidationResult, *, job_id: str) -> dict[str,
 
 
 __all__ = [
-    "ConvergenceResult", "StepTime", "ValidationResult", "ValidationSettings", "calibrate",
-    "fit_step_time", "measured_saving", "runs_for_plan",
+    "ConvergenceResult",
+    "StepTime",
+    "ValidationResult",
+    "ValidationSettings",
+    "calibrate",
+    "fit_step_time",
+    "measured_saving",
+    "runs_for_plan",
 ]

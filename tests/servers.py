@@ -38,9 +38,13 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60)
 def ltd_serve(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`python -m ltd serve --port P *args` in `cwd`; yields its URL once /healthz answers."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ltd", "serve", "--port", str(port), *args],
-                            cwd=cwd, env=env if env is not None else dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ltd", "serve", "--port", str(port), *args],
+        cwd=cwd,
+        env=env if env is not None else dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)

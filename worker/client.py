@@ -51,11 +51,20 @@ class Claim:
 class WorkerClient:
     """One HTTP connection pool to the API; use one per thread."""
 
-    def __init__(self, api_url: str, token: str, *, timeout_s: float = REQUEST_TIMEOUT_S,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        self._http = httpx.Client(base_url=api_url.rstrip("/"), timeout=timeout_s,
-                                  headers={"Authorization": f"Bearer {token}"},
-                                  transport=transport)
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=api_url.rstrip("/"),
+            timeout=timeout_s,
+            headers={"Authorization": f"Bearer {token}"},
+            transport=transport,
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -72,7 +81,8 @@ class WorkerClient:
         except httpx.TransportError as exc:
             raise ApiUnavailableError(f"{path}: {exc!r}") from exc
         if response.status_code in (401, 403) or (
-                response.status_code == 503 and "worker" in response.text):
+            response.status_code == 503 and "worker" in response.text
+        ):
             raise WorkerAuthError(f"{path}: {response.status_code} {response.text[:200]}")
         if response.status_code >= 500:
             raise ApiUnavailableError(f"{path}: {response.status_code} {response.text[:200]}")
@@ -97,18 +107,28 @@ class WorkerClient:
 
     def heartbeat(self, claim: Claim, progress: float, message: str | None) -> bool:
         """Renew the lease and report progress; True when the job was cancelled."""
-        body = {"lease_id": claim.lease_id, "progress": min(max(progress, 0.0), 1.0),
-                "message": message}
-        return bool(self._post(f"/v1/worker/jobs/{claim.job_id}/heartbeat", body)
-                    .json().get("cancelled", False))
+        body = {
+            "lease_id": claim.lease_id,
+            "progress": min(max(progress, 0.0), 1.0),
+            "message": message,
+        }
+        return bool(
+            self._post(f"/v1/worker/jobs/{claim.job_id}/heartbeat", body)
+            .json()
+            .get("cancelled", False)
+        )
 
     def complete(self, claim: Claim, result: ValidationResult) -> None:
-        self._post(f"/v1/worker/jobs/{claim.job_id}/complete",
-                   {"lease_id": claim.lease_id, "result": result.model_dump(mode="json")})
+        self._post(
+            f"/v1/worker/jobs/{claim.job_id}/complete",
+            {"lease_id": claim.lease_id, "result": result.model_dump(mode="json")},
+        )
 
     def fail(self, claim: Claim, error: str, *, retryable: bool) -> None:
-        self._post(f"/v1/worker/jobs/{claim.job_id}/fail",
-                   {"lease_id": claim.lease_id, "error": error[:4000], "retryable": retryable})
+        self._post(
+            f"/v1/worker/jobs/{claim.job_id}/fail",
+            {"lease_id": claim.lease_id, "error": error[:4000], "retryable": retryable},
+        )
 
     def release(self, claim: Claim) -> None:
         self._post(f"/v1/worker/jobs/{claim.job_id}/release", {"lease_id": claim.lease_id})

@@ -68,20 +68,27 @@ class Corpus:
     train: np.ndarray  # (N_train,) int64
     heldout: np.ndarray  # (N_heldout,) int64
 
-    def batch(self, split: str, batch_size: int, seq_len: int, vocab_size: int,
-              generator: np.random.Generator) -> tuple[Tensor, Tensor]:
+    def batch(
+        self,
+        split: str,
+        batch_size: int,
+        seq_len: int,
+        vocab_size: int,
+        generator: np.random.Generator,
+    ) -> tuple[Tensor, Tensor]:
         """Random windows: inputs (B, S) and next-token targets (B, S), tokens mod vocab."""
         tokens = self.train if split == "train" else self.heldout
         if len(tokens) < seq_len + 2:
             raise ValueError(f"{split} split has {len(tokens)} tokens, fewer than S + 2")
         starts = generator.integers(0, len(tokens) - seq_len - 1, size=batch_size)
-        windows_BS1 = np.stack([tokens[s: s + seq_len + 1] for s in starts]) % vocab_size
+        windows_BS1 = np.stack([tokens[s : s + seq_len + 1] for s in starts]) % vocab_size
         windows = torch.from_numpy(windows_BS1)
         return windows[:, :-1], windows[:, 1:]
 
 
-def load_corpus(dataset: str = "stdlib", heldout_fraction: float = 0.1,
-                max_tokens: int = DEFAULT_MAX_BYTES) -> Corpus:
+def load_corpus(
+    dataset: str = "stdlib", heldout_fraction: float = 0.1, max_tokens: int = DEFAULT_MAX_BYTES
+) -> Corpus:
     """The corpus of `dataset`, its last `heldout_fraction` held out."""
     if not 0 < heldout_fraction < 1:
         raise ValueError(f"heldout_fraction ({heldout_fraction}) must be in (0, 1)")

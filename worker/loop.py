@@ -56,8 +56,11 @@ class _JobState:
         """The run's progress callback: remember the latest, and stop the run if asked."""
         with self.lock:
             self.progress, self.message = fraction, message
-        for event, reason in ((self.cancelled, "cancelled"), (self.lease_lost, "lease lost"),
-                              (self.stop, "terminating")):
+        for event, reason in (
+            (self.cancelled, "cancelled"),
+            (self.lease_lost, "lease lost"),
+            (self.stop, "terminating"),
+        ):
             if event.is_set():
                 raise JobInterruptedError(reason)
 
@@ -66,8 +69,9 @@ class _JobState:
             return self.progress, self.message
 
 
-def _heartbeat_loop(api_url: str, token: str, claim: Claim, state: _JobState,
-                    interval_s: float) -> None:
+def _heartbeat_loop(
+    api_url: str, token: str, claim: Claim, state: _JobState, interval_s: float
+) -> None:
     """Heartbeat until the job is done; flag cancellation or a lost lease."""
     with WorkerClient(api_url, token) as client:
         while not state.done.wait(interval_s):
@@ -110,14 +114,25 @@ def _report(call: Callable[[], Any], stop: threading.Event, what: str) -> None:
         log.warning("%s refused, the lease is gone: %s", what, exc)
 
 
-def run_job(client: WorkerClient, claim: Claim, run: Runner, *, api_url: str, token: str,
-            stop: threading.Event, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> str:
+def run_job(
+    client: WorkerClient,
+    claim: Claim,
+    run: Runner,
+    *,
+    api_url: str,
+    token: str,
+    stop: threading.Event,
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+) -> str:
     """Run one claimed job to its end; returns what became of it (succeeded, failed,
     cancelled, lease lost, released)."""
     state = _JobState(stop)
-    beat = threading.Thread(target=_heartbeat_loop, name=f"heartbeat-{claim.job_id}",
-                            args=(api_url, token, claim, state, heartbeat_interval_s),
-                            daemon=True)
+    beat = threading.Thread(
+        target=_heartbeat_loop,
+        name=f"heartbeat-{claim.job_id}",
+        args=(api_url, token, claim, state, heartbeat_interval_s),
+        daemon=True,
+    )
     beat.start()
     outcome, result, error = "succeeded", None, None
     try:
@@ -136,8 +151,11 @@ def run_job(client: WorkerClient, claim: Claim, run: Runner, *, api_url: str, to
         _report(lambda: client.complete(claim, result), never, "complete")
     elif outcome == "failed":
         text = "".join(traceback.format_exception(error))[-4000:]
-        _report(lambda: client.fail(claim, text, retryable=not isinstance(error, NOT_RETRYABLE)),
-                never, "fail")
+        _report(
+            lambda: client.fail(claim, text, retryable=not isinstance(error, NOT_RETRYABLE)),
+            never,
+            "fail",
+        )
     elif outcome == "released":
         _report(lambda: client.release(claim), never, "release")
     log.info("job %s: %s", claim.job_id, outcome)
@@ -165,9 +183,17 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def run_worker(api_url: str, token: str, *, worker_id: str | None = None, once: bool = False,
-               poll_interval_s: float = 2.0, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
-               run: Runner | None = None, stop: threading.Event | None = None) -> None:
+def run_worker(
+    api_url: str,
+    token: str,
+    *,
+    worker_id: str | None = None,
+    once: bool = False,
+    poll_interval_s: float = 2.0,
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+    run: Runner | None = None,
+    stop: threading.Event | None = None,
+) -> None:
     """Claim, run and report jobs until SIGTERM/SIGINT (or `stop` is set); with `once`, handle
     at most one job (none if the queue is empty) and return. `run` defaults to
     `worker.validate.run_validation`."""
@@ -181,8 +207,15 @@ def run_worker(api_url: str, token: str, *, worker_id: str | None = None, once: 
             claim = _until_reachable(lambda: client.claim(worker_id), stop)
             if claim is not None:
                 log.info("job %s claimed", claim.job_id)
-                run_job(client, claim, run, api_url=api_url, token=token, stop=stop,
-                        heartbeat_interval_s=heartbeat_interval_s)
+                run_job(
+                    client,
+                    claim,
+                    run,
+                    api_url=api_url,
+                    token=token,
+                    stop=stop,
+                    heartbeat_interval_s=heartbeat_interval_s,
+                )
             if once or stop.is_set():
                 return
             if claim is None:

@@ -27,9 +27,13 @@ import torch
 from torch import Tensor, nn
 
 
-def sample_kept_indices(batch: int, seq_len: int, reserved_length: int,
-                        generator: torch.Generator | None = None,
-                        device: torch.device | str | None = None) -> Tensor:
+def sample_kept_indices(
+    batch: int,
+    seq_len: int,
+    reserved_length: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Positions each sample keeps: an independent uniform r-subset of range(S) per sample,
     sorted ascending, as an int64 tensor of shape (B, r).
 
@@ -119,8 +123,7 @@ class _RestoreRows(torch.autograd.Function):
     through and leaves it, kept rows zeroed, in the buffer for the gather to complete."""
 
     @staticmethod
-    def forward(ctx, x_flat: Tensor, rows: Tensor, kept_out: Tensor,
-                buffer: _GradBuffer) -> Tensor:
+    def forward(ctx, x_flat: Tensor, rows: Tensor, kept_out: Tensor, buffer: _GradBuffer) -> Tensor:
         ctx.save_for_backward(rows)
         ctx.buffer = buffer
         return x_flat.index_copy(0, rows, kept_out)
@@ -133,8 +136,9 @@ class _RestoreRows(torch.autograd.Function):
         return grad_flat, None, grad_out.index_select(0, rows), None
 
 
-def drop_apply_restore(x: Tensor, idx_Br: Tensor, fn: Callable[[Tensor], Tensor],
-                       seq_dim: int = 1) -> Tensor:
+def drop_apply_restore(
+    x: Tensor, idx_Br: Tensor, fn: Callable[[Tensor], Tensor], seq_dim: int = 1
+) -> Tensor:
     """`scatter_tokens(x, fn(gather_tokens(x, idx)), idx)`, with one dense gradient for x.
 
     Plain autograd builds two dense (B, S, H) gradients for x, one per use (a zero-filled one
@@ -170,18 +174,30 @@ class RandomLTDLayer(nn.Module):
         self.layer = layer
         self.seq_dim = seq_dim
 
-    def forward(self, x: Tensor, *, reserved_length: int | None = None,
-                position_ids: Tensor | None = None, padding_mask: Tensor | None = None,
-                generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        reserved_length: int | None = None,
+        position_ids: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         seq_len = x.shape[self.seq_dim]
         if not self.training or reserved_length is None or reserved_length >= seq_len:
             return self.layer(x, position_ids=position_ids, padding_mask=padding_mask)
         batch = x.shape[1 - self.seq_dim]
         idx_Br = sample_kept_indices(batch, seq_len, reserved_length, generator, x.device)
         # Per-token side inputs are [B, S]: gather them along the sequence dimension 1.
-        kept_pos = None if position_ids is None else gather_tokens(
-            position_ids.expand(batch, seq_len), idx_Br, 1)
+        kept_pos = (
+            None
+            if position_ids is None
+            else gather_tokens(position_ids.expand(batch, seq_len), idx_Br, 1)
+        )
         kept_mask = None if padding_mask is None else gather_tokens(padding_mask, idx_Br, 1)
         return drop_apply_restore(
-            x, idx_Br, lambda kept: self.layer(kept, position_ids=kept_pos,
-                                               padding_mask=kept_mask), self.seq_dim)
+            x,
+            idx_Br,
+            lambda kept: self.layer(kept, position_ids=kept_pos, padding_mask=kept_mask),
+            self.seq_dim,
+        )

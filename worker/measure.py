@@ -51,8 +51,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_ms(fn: Callable[[], object], device: torch.device, *, warmup: int,
-             repeats: int) -> float:
+def timed_ms(fn: Callable[[], object], device: torch.device, *, warmup: int, repeats: int) -> float:
     """Median milliseconds of `fn()` after `warmup` untimed calls, synchronised each time."""
     for _ in range(warmup):
         fn()
@@ -66,10 +65,16 @@ def timed_ms(fn: Callable[[], object], device: torch.device, *, warmup: int,
     return statistics.median(times)
 
 
-def forward_backward_ms(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
-                        lengths: list[int | None], *, amp_dtype: torch.dtype, warmup: int,
-                        repeats: int, progress: Callable[[float], None] | None = None,
-                        ) -> list[float]:
+def forward_backward_ms(
+    model: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    lengths: list[int | None],
+    *,
+    amp_dtype: torch.dtype,
+    warmup: int,
+    repeats: int,
+    progress: Callable[[float], None] | None = None,
+) -> list[float]:
     """Median time of one micro-batch's forward and backward at each reserved length.
 
     After `warmup` untimed passes per length, the timed passes go round-robin over the lengths,
@@ -105,8 +110,14 @@ def forward_backward_ms(model: nn.Module, batch: tuple[torch.Tensor, torch.Tenso
     return [statistics.median(t) for t in times]
 
 
-def optimizer_step_ms(model: nn.Module, optimizer: torch.optim.Optimizer, *, warmup: int = 1,
-                      repeats: int = 3, grad_clip: float = 1.0) -> float:
+def optimizer_step_ms(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    warmup: int = 1,
+    repeats: int = 3,
+    grad_clip: float = 1.0,
+) -> float:
     """Median time of the once-per-optimizer-step work: gradient clipping and AdamW.
     Needs gradients in place (run `forward_backward_ms` first)."""
     device = next(model.parameters()).device
@@ -118,9 +129,18 @@ def optimizer_step_ms(model: nn.Module, optimizer: torch.optim.Optimizer, *, war
     return timed_ms(update, device, warmup=warmup, repeats=repeats)
 
 
-def gather_scatter_ms(*, batch: int, seq_len: int, reserved_length: int, hidden: int,
-                      num_ltd_layers: int, device: torch.device, dtype: torch.dtype,
-                      warmup: int = 2, repeats: int = 5) -> float:
+def gather_scatter_ms(
+    *,
+    batch: int,
+    seq_len: int,
+    reserved_length: int,
+    hidden: int,
+    num_ltd_layers: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int = 2,
+    repeats: int = 5,
+) -> float:
     """Time a step spends sampling, gathering and scattering tokens (forward and backward) in
     all its dropping layers, measured on its own with the step's shapes and dtype: the layers'
     own path (`drop_apply_restore`) around an identity layer."""
@@ -144,11 +164,15 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, size: int) -> f
     return 2 * size * size * 4 * size / (ms / 1e3)
 
 
-def step_model_flops(reserved_length: int, m: ModelShape, *, micro_batch_size: int,
-                     num_ltd_layers: int) -> float:
+def step_model_flops(
+    reserved_length: int, m: ModelShape, *, micro_batch_size: int, num_ltd_layers: int
+) -> float:
     """Model FLOPs of one training step of micro-batch `micro_batch_size`: the planner's."""
-    return float(flops.step_flops(reserved_length, m, global_batch_size=micro_batch_size,
-                              num_ltd_layers=num_ltd_layers))
+    return float(
+        flops.step_flops(
+            reserved_length, m, global_batch_size=micro_batch_size, num_ltd_layers=num_ltd_layers
+        )
+    )
 
 
 def peak_flops_per_s(device: torch.device) -> float | None:

@@ -66,8 +66,9 @@ class Attention(nn.Module):
         self.kv = nn.Linear(m.hidden_size, 2 * kv_width, bias=m.bias)
         self.out = nn.Linear(m.hidden_size, m.hidden_size, bias=m.bias)
 
-    def forward(self, x_BSH: Tensor, position_ids_BS: Tensor | None,
-                padding_mask_BS: Tensor | None) -> Tensor:
+    def forward(
+        self, x_BSH: Tensor, position_ids_BS: Tensor | None, padding_mask_BS: Tensor | None
+    ) -> Tensor:
         B, S, H = x_BSH.shape
         q_BNSD = self.q(x_BSH).view(B, S, self.num_heads, self.head_dim).transpose(1, 2)
         k, v = self.kv(x_BSH).view(B, S, 2, self.num_kv_heads, self.head_dim).unbind(2)
@@ -80,12 +81,14 @@ class Attention(nn.Module):
             v_BGSD = v_BGSD.repeat_interleave(repeat, dim=1)
         mask = attention_mask(padding_mask_BS, S, self.causal, x_BSH.device)
         y_BNSD = F.scaled_dot_product_attention(
-            q_BNSD, k_BGSD, v_BGSD, attn_mask=mask, is_causal=self.causal and mask is None)
+            q_BNSD, k_BGSD, v_BGSD, attn_mask=mask, is_causal=self.causal and mask is None
+        )
         return self.out(y_BNSD.transpose(1, 2).reshape(B, S, H))
 
 
-def attention_mask(padding_mask_BS: Tensor | None, seq_len: int, causal: bool,
-                   device: torch.device) -> Tensor | None:
+def attention_mask(
+    padding_mask_BS: Tensor | None, seq_len: int, causal: bool, device: torch.device
+) -> Tensor | None:
     """Boolean (B, 1, S, S) mask, True where a query may attend to a key: real keys only (and
     earlier ones when causal). Every query also sees itself, so a padding query whose row would
     be empty gets no NaN; real tokens never see padding."""
@@ -121,8 +124,13 @@ class Block(nn.Module):
         self.norm1, self.attn = make_norm(m), Attention(m, causal)
         self.norm2, self.mlp = make_norm(m), MLP(m)
 
-    def forward(self, x_BSH: Tensor, *, position_ids: Tensor | None = None,
-                padding_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x_BSH: Tensor,
+        *,
+        position_ids: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+    ) -> Tensor:
         x_BSH = x_BSH + self.attn(self.norm1(x_BSH), position_ids, padding_mask)
         return x_BSH + self.mlp(self.norm2(x_BSH))
 
@@ -149,14 +157,17 @@ class Transformer(nn.Module):
         super().__init__()
         self.shape = m
         self.ltd_layer_ids = tuple(
-            default_ltd_layer_ids(m.num_layers) if ltd_layer_ids is None else ltd_layer_ids)
+            default_ltd_layer_ids(m.num_layers) if ltd_layer_ids is None else ltd_layer_ids
+        )
         self.vocab_width = padded_vocab_size(m.vocab_size)
         self.tok_emb = nn.Embedding(self.vocab_width, m.hidden_size)
         self.pos_emb = nn.Embedding(m.seq_len, m.hidden_size) if m.position == "learned" else None
         self.blocks = nn.ModuleList(
-            RandomLTDLayer(Block(m, self.causal)) if i in self.ltd_layer_ids
+            RandomLTDLayer(Block(m, self.causal))
+            if i in self.ltd_layer_ids
             else Block(m, self.causal)
-            for i in range(m.num_layers))
+            for i in range(m.num_layers)
+        )
         self.norm_f = make_norm(m)
         self.apply(self._init_weights)
 
@@ -168,9 +179,13 @@ class Transformer(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def hidden_states(self, tokens_BS: Tensor, reserved_length: int | None = None,
-                      padding_mask_BS: Tensor | None = None,
-                      generator: torch.Generator | None = None) -> Tensor:
+    def hidden_states(
+        self,
+        tokens_BS: Tensor,
+        reserved_length: int | None = None,
+        padding_mask_BS: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         B, S = tokens_BS.shape
         position_ids_BS = torch.arange(S, device=tokens_BS.device).expand(B, S)
         x_BSH = self.tok_emb(tokens_BS)
@@ -178,8 +193,13 @@ class Transformer(nn.Module):
             x_BSH = x_BSH + self.pos_emb(position_ids_BS)
         for block in self.blocks:
             if isinstance(block, RandomLTDLayer):
-                x_BSH = block(x_BSH, reserved_length=reserved_length, position_ids=position_ids_BS,
-                              padding_mask=padding_mask_BS, generator=generator)
+                x_BSH = block(
+                    x_BSH,
+                    reserved_length=reserved_length,
+                    position_ids=position_ids_BS,
+                    padding_mask=padding_mask_BS,
+                    generator=generator,
+                )
             else:
                 x_BSH = block(x_BSH, position_ids=position_ids_BS, padding_mask=padding_mask_BS)
         return self.norm_f(x_BSH)
@@ -196,12 +216,17 @@ class GPT(Transformer):
         if m.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
 
-    def forward(self, tokens_BS: Tensor, reserved_length: int | None = None,
-                padding_mask_BS: Tensor | None = None,
-                generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self,
+        tokens_BS: Tensor,
+        reserved_length: int | None = None,
+        padding_mask_BS: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Logits (B, S, V') of the next token at every position (V' = padded vocabulary)."""
-        return self.lm_head(self.hidden_states(tokens_BS, reserved_length, padding_mask_BS,
-                                               generator))
+        return self.lm_head(
+            self.hidden_states(tokens_BS, reserved_length, padding_mask_BS, generator)
+        )
 
 
 class Encoder(Transformer):
@@ -215,16 +240,21 @@ class Encoder(Transformer):
         self.head = nn.Linear(m.hidden_size, self.vocab_width)
         self.cls_only = m.arch == "vit"
 
-    def forward(self, tokens_BS: Tensor, reserved_length: int | None = None,
-                padding_mask_BS: Tensor | None = None,
-                generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self,
+        tokens_BS: Tensor,
+        reserved_length: int | None = None,
+        padding_mask_BS: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Logits (B, S, V') per token, or (B, 1, V') for the CLS token of a ViT shape."""
         h_BSH = self.hidden_states(tokens_BS, reserved_length, padding_mask_BS, generator)
         return self.head(h_BSH[:, :1] if self.cls_only else h_BSH)
 
 
-def build_model(m: ModelShape, *, ltd_layer_ids: tuple[int, ...] | None = None,
-                **overrides: object) -> Transformer:
+def build_model(
+    m: ModelShape, *, ltd_layer_ids: tuple[int, ...] | None = None, **overrides: object
+) -> Transformer:
     """A GPT for `arch == 'gpt'`, else an Encoder, from a shape with optional field overrides
     (num_layers, seq_len, hidden_size, ...). Layer ids default to the planner's: all but the
     first and the last."""
@@ -239,5 +269,14 @@ def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["GPT", "Block", "Encoder", "Transformer", "build_model", "default_ltd_layer_ids",
-           "num_params", "padded_vocab_size", "rotary"]
+__all__ = [
+    "GPT",
+    "Block",
+    "Encoder",
+    "Transformer",
+    "build_model",
+    "default_ltd_layer_ids",
+    "num_params",
+    "padded_vocab_size",
+    "rotary",
+]

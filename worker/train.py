@@ -37,8 +37,9 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def loss_fn(model: nn.Module, inputs_BS: Tensor, targets_BS: Tensor,
-            reserved_length: int | None = None) -> Tensor:
+def loss_fn(
+    model: nn.Module, inputs_BS: Tensor, targets_BS: Tensor, reserved_length: int | None = None
+) -> Tensor:
     """Next-token loss for a GPT; masked-LM loss for an encoder; CLS classification for ViT."""
     core = unwrap(model)
     V = core.shape.vocab_size
@@ -55,9 +56,17 @@ def loss_fn(model: nn.Module, inputs_BS: Tensor, targets_BS: Tensor,
     return F.cross_entropy(logits_BSV[masked_BS].float(), inputs_BS[masked_BS])
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs_BS: Tensor,
-               targets_BS: Tensor, *, reserved_length: int | None, lr: float,
-               amp_dtype: torch.dtype = torch.float32, grad_clip: float = 1.0) -> Tensor:
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs_BS: Tensor,
+    targets_BS: Tensor,
+    *,
+    reserved_length: int | None,
+    lr: float,
+    amp_dtype: torch.dtype = torch.float32,
+    grad_clip: float = 1.0,
+) -> Tensor:
     """One optimizer step at `reserved_length` and `lr`; returns the loss (not synchronised)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -77,7 +86,9 @@ def make_optimizer(model: nn.Module, weight_decay: float = 0.1) -> torch.optim.A
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}],
-        lr=0.0, betas=(0.9, 0.95))
+        lr=0.0,
+        betas=(0.9, 0.95),
+    )
 
 
 @dataclass(frozen=True)
@@ -93,8 +104,9 @@ class RunSchedule:
         return len(self.lrs)
 
 
-def run_schedule(num_steps: int, *, acc: Accounting, lr: LRConfig,
-                 ltd: RandomLTDConfig | None = None) -> RunSchedule:
+def run_schedule(
+    num_steps: int, *, acc: Accounting, lr: LRConfig, ltd: RandomLTDConfig | None = None
+) -> RunSchedule:
     """Per-step reserved lengths from the planner's schedule and LRs from its LayerToken LR
     schedule, for a run of `num_steps` (a baseline when `ltd` is None)."""
     S = acc.seq_len
@@ -111,8 +123,17 @@ class TrainLog:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, corpus: Corpus, *, batch_size: int, seq_len: int,
-             num_batches: int, device: torch.device, amp_dtype: torch.dtype, seed: int) -> float:
+def evaluate(
+    model: nn.Module,
+    corpus: Corpus,
+    *,
+    batch_size: int,
+    seq_len: int,
+    num_batches: int,
+    device: torch.device,
+    amp_dtype: torch.dtype,
+    seed: int,
+) -> float:
     """Mean held-out loss over `num_batches` fixed batches, no dropping."""
     was_training = model.training
     model.eval()
@@ -127,11 +148,20 @@ def evaluate(model: nn.Module, corpus: Corpus, *, batch_size: int, seq_len: int,
     return total / num_batches
 
 
-def train(model: nn.Module, corpus: Corpus, schedule: RunSchedule, *, batch_size: int,
-          device: torch.device, amp_dtype: torch.dtype = torch.float32, seed: int = 0,
-          eval_batches: int = 4, grad_clip: float = 1.0,
-          progress: Callable[[float], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainLog:
+def train(
+    model: nn.Module,
+    corpus: Corpus,
+    schedule: RunSchedule,
+    *,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    eval_batches: int = 4,
+    grad_clip: float = 1.0,
+    progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainLog:
     """Train `model` through `schedule`, then evaluate it on held-out data."""
     # Setup: optimizer, data stream seeded per run (and per rank under DDP).
     optimizer = make_optimizer(model)
@@ -146,13 +176,28 @@ def train(model: nn.Module, corpus: Corpus, schedule: RunSchedule, *, batch_size
         if should_stop is not None and should_stop():
             break
         inputs, targets = corpus.batch("train", batch_size, S, V, rng)
-        loss = train_step(model, optimizer, inputs.to(device), targets.to(device),
-                          reserved_length=r, lr=lr, amp_dtype=amp_dtype, grad_clip=grad_clip)
+        loss = train_step(
+            model,
+            optimizer,
+            inputs.to(device),
+            targets.to(device),
+            reserved_length=r,
+            lr=lr,
+            amp_dtype=amp_dtype,
+            grad_clip=grad_clip,
+        )
         log.losses.append(float(loss))
         if progress is not None:
             progress((step + 1) / schedule.num_steps)
     # Held-out evaluation, without dropping.
-    log.eval_loss = evaluate(model, corpus, batch_size=batch_size, seq_len=S,
-                             num_batches=eval_batches, device=device, amp_dtype=amp_dtype,
-                             seed=seed)
+    log.eval_loss = evaluate(
+        model,
+        corpus,
+        batch_size=batch_size,
+        seq_len=S,
+        num_batches=eval_batches,
+        device=device,
+        amp_dtype=amp_dtype,
+        seed=seed,
+    )
     return log

@@ -12,14 +12,18 @@ from planner import CheckResult, Plan, check_plan
 router = APIRouter(prefix="/v1/checks", tags=["checks"], dependencies=[Depends(require_api_key)])
 
 
-@router.post("", response_model=CheckResult,
-             responses={404: {"description": "compare_plan_id names no stored plan"}})
+@router.post(
+    "",
+    response_model=CheckResult,
+    responses={404: {"description": "compare_plan_id names no stored plan"}},
+)
 def create_check(body: CheckCreate, db: DbDep, clock: ClockDep) -> CheckResult:
     """Plan `request` (stored like `POST /v1/plans`) and hold it to `limits`:
     `{passed, violations: [{limit, allowed, actual}], plan, compared_to, changes}`.
     A failed check is still a 200: `passed` says so."""
-    _, plan_json = service.get_or_create_plan(db, body.request, loc=["body", "request"],
-                                               now=clock())
+    _, plan_json = service.get_or_create_plan(
+        db, body.request, loc=["body", "request"], now=clock()
+    )
     previous = None
     if body.compare_plan_id is not None:
         previous = Plan.model_validate_json(service.stored_plan(db, body.compare_plan_id))

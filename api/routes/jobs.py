@@ -17,25 +17,35 @@ from api.schemas import JobCreate, JobPublic, JobsPublic
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
 
 
-@router.post("", status_code=202, response_model=JobPublic,
-             responses={404: {"description": "plan_id names no stored plan"}})
-def create_job(body: JobCreate, db: DbDep, clock: ClockDep, settings: SettingsDep,
-               response: Response) -> JobPublic:
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    responses={404: {"description": "plan_id names no stored plan"}},
+)
+def create_job(
+    body: JobCreate, db: DbDep, clock: ClockDep, settings: SettingsDep, response: Response
+) -> JobPublic:
     """Queue a validation job for a stored plan (`plan_id`) or a plan request (`plan_request`,
     planned and stored first). Answers 202 with the queued job."""
     now = clock()
     if body.plan_request is not None:
-        plan_id, _ = service.get_or_create_plan(db, body.plan_request,
-                                                loc=["body", "plan_request"], now=now)
+        plan_id, _ = service.get_or_create_plan(
+            db, body.plan_request, loc=["body", "plan_request"], now=now
+        )
     else:
         assert body.plan_id is not None
         plan_id = body.plan_id
     with db.write() as session:
         if crud.get_plan_json(session, plan_id=plan_id) is None:
             raise NotFoundError("plan", plan_id)
-        job = crud.insert_job(session, plan_id=plan_id, now=now,
-                              settings_json=body.settings.model_dump_json(),
-                              max_attempts=settings.max_attempts)
+        job = crud.insert_job(
+            session,
+            plan_id=plan_id,
+            now=now,
+            settings_json=body.settings.model_dump_json(),
+            max_attempts=settings.max_attempts,
+        )
         public = service.job_public(job)
     response.headers["Location"] = f"/v1/jobs/{public.id}"
     return public
@@ -43,7 +53,8 @@ def create_job(body: JobCreate, db: DbDep, clock: ClockDep, settings: SettingsDe
 
 @router.get("", response_model=JobsPublic)
 def list_jobs(
-    db: DbDep, clock: ClockDep,
+    db: DbDep,
+    clock: ClockDep,
     state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
     offset: Annotated[int, Query(ge=0, description="Jobs to skip.")] = 0,
@@ -55,8 +66,7 @@ def list_jobs(
         return JobsPublic(data=[service.job_public(r) for r in rows], count=count)
 
 
-@router.get("/{job_id}", response_model=JobPublic,
-            responses={404: {"description": "Unknown id"}})
+@router.get("/{job_id}", response_model=JobPublic, responses={404: {"description": "Unknown id"}})
 async def get_job(job_id: str, db: DbDep, clock: ClockDep) -> JobPublic:
     """A job: state, attempts, progress (0..1), result, error and timestamps.
     (`async`: one primary-key read that never waits for a lock, cheaper than a thread hop; only
@@ -77,9 +87,14 @@ def _read_job(db: Database, job_id: str) -> JobPublic:
         return service.job_public(job)
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic,
-             responses={404: {"description": "Unknown id"},
-                        409: {"description": "The job already finished"}})
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    responses={
+        404: {"description": "Unknown id"},
+        409: {"description": "The job already finished"},
+    },
+)
 def cancel_job(job_id: str, db: DbDep, clock: ClockDep) -> JobPublic:
     """Cancel a queued or running job (a running worker learns it from its next heartbeat)."""
     with db.write() as session:

@@ -31,25 +31,35 @@ PLAN_EXAMPLES = {
     "paper": {
         "summary": "The paper's GPT-3 1.3B run (33.3% LayerToken saving)",
         "value": {
-            "model": "gpt3-1.3b", "train_batch_size": 512, "train_tokens": 300_000_000_000,
+            "model": "gpt3-1.3b",
+            "train_batch_size": 512,
+            "train_tokens": 300_000_000_000,
             "ltd_train_tokens": 200_000_000_000,
-            "random_ltd": {"min_value": 128, "max_value": 2048, "seq_per_step": 16,
-                           "require_steps": 133_333},
+            "random_ltd": {
+                "min_value": 128,
+                "max_value": 2048,
+                "seq_per_step": 16,
+                "require_steps": 133_333,
+            },
         },
     },
 }
 
 
 def _json(text: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(text, status_code=status_code, media_type="application/json",
-                    headers=headers)
+    return Response(text, status_code=status_code, media_type="application/json", headers=headers)
 
 
-@router.post("", status_code=201, response_model=Plan,
-             responses={422: {"description": "A field of the request is invalid (named in loc)"}})
+@router.post(
+    "",
+    status_code=201,
+    response_model=Plan,
+    responses={422: {"description": "A field of the request is invalid (named in loc)"}},
+)
 async def create_plan(
     request: Annotated[PlanRequest, Body(openapi_examples=PLAN_EXAMPLES)],
-    db: DbDep, clock: ClockDep,
+    db: DbDep,
+    clock: ClockDep,
 ) -> Response:
     """Plan a request, or return the stored plan of the same normalised request (201 both)."""
     plan_id = service.plan_id_of(request, loc=["body"])
@@ -74,8 +84,9 @@ def list_plans(
     return _json('{"data":[' + ",".join(documents) + f'],"count":{count}}}')
 
 
-@router.get("/{plan_id}/report", response_class=HTMLResponse,
-            responses={404: {"description": "Unknown id"}})
+@router.get(
+    "/{plan_id}/report", response_class=HTMLResponse, responses={404: {"description": "Unknown id"}}
+)
 def plan_report(plan_id: str, db: DbDep) -> HTMLResponse:
     """The plan as a page people look at: projection, figures (inline SVG, no external assets),
     and once a validation job has succeeded, its measurements and the calibrated projection."""

@@ -31,12 +31,15 @@ from api.schemas import (
 )
 from planner import Plan
 
-router = APIRouter(prefix="/v1/worker", tags=["worker"],
-                   dependencies=[Depends(require_worker_token)])
+router = APIRouter(
+    prefix="/v1/worker", tags=["worker"], dependencies=[Depends(require_worker_token)]
+)
 
 STALE: dict[int | str, dict[str, Any]] = {
-    409: {"description": "The lease is not current (expired, reclaimed) or the job is not "
-                         "running; nothing changed"},
+    409: {
+        "description": "The lease is not current (expired, reclaimed) or the job is not "
+        "running; nothing changed"
+    },
     404: {"description": "Unknown job id"},
 }
 
@@ -47,41 +50,60 @@ def _expire(db: DbDep, clock: ClockDep) -> None:
         queue.expire_leases(session, now=clock())
 
 
-@router.post("/claim", response_model=ClaimPublic,
-             responses={204: {"description": "No job is queued"}})
-def claim(body: ClaimRequest, db: DbDep, clock: ClockDep, settings: SettingsDep,
-          ) -> ClaimPublic | Response:
+@router.post(
+    "/claim", response_model=ClaimPublic, responses={204: {"description": "No job is queued"}}
+)
+def claim(
+    body: ClaimRequest,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> ClaimPublic | Response:
     """Claim the oldest queued job under a fresh lease (attempts + 1); 204 when none waits."""
     with db.write() as session:
-        job = queue.claim_next_job(session, worker_id=body.worker_id, now=clock(),
-                                   lease_seconds=settings.lease_seconds)
+        job = queue.claim_next_job(
+            session, worker_id=body.worker_id, now=clock(), lease_seconds=settings.lease_seconds
+        )
         if job is None:
             return Response(status_code=204)
         plan_json = crud.get_plan_json(session, plan_id=job.plan_id)
         assert plan_json is not None and job.lease_id and job.lease_expires_at
-        return ClaimPublic(job=service.job_public(job), plan=Plan.model_validate_json(plan_json),
-                           lease_id=job.lease_id, lease_expires_at=job.lease_expires_at)
+        return ClaimPublic(
+            job=service.job_public(job),
+            plan=Plan.model_validate_json(plan_json),
+            lease_id=job.lease_id,
+            lease_expires_at=job.lease_expires_at,
+        )
 
 
 @router.post("/jobs/{job_id}/heartbeat", response_model=HeartbeatPublic, responses=STALE)
-def heartbeat(job_id: str, body: HeartbeatRequest, db: DbDep, clock: ClockDep,
-              settings: SettingsDep) -> HeartbeatPublic:
+def heartbeat(
+    job_id: str, body: HeartbeatRequest, db: DbDep, clock: ClockDep, settings: SettingsDep
+) -> HeartbeatPublic:
     """Renew the lease and report progress (0..1); `cancelled: true` means stop now."""
     _expire(db, clock)
     with db.write() as session:
-        job = queue.heartbeat(session, job_id=job_id, lease_id=body.lease_id, now=clock(),
-                              progress=body.progress, message=body.message,
-                              lease_seconds=settings.lease_seconds)
-        return HeartbeatPublic(cancelled=job.state == "cancelled",
-                               lease_expires_at=job.lease_expires_at)
+        job = queue.heartbeat(
+            session,
+            job_id=job_id,
+            lease_id=body.lease_id,
+            now=clock(),
+            progress=body.progress,
+            message=body.message,
+            lease_seconds=settings.lease_seconds,
+        )
+        return HeartbeatPublic(
+            cancelled=job.state == "cancelled", lease_expires_at=job.lease_expires_at
+        )
 
 
 @router.post("/jobs/{job_id}/complete", response_model=JobPublic, responses=STALE)
 def complete(job_id: str, body: CompleteRequest, db: DbDep, clock: ClockDep) -> JobPublic:
     """Store the job's result (succeeded); the plan gains its calibrated projection."""
     _expire(db, clock)
-    return service.complete_job(db, job_id=job_id, lease_id=body.lease_id, result=body.result,
-                                now=clock())
+    return service.complete_job(
+        db, job_id=job_id, lease_id=body.lease_id, result=body.result, now=clock()
+    )
 
 
 @router.post("/jobs/{job_id}/fail", response_model=JobPublic, responses=STALE)
@@ -89,10 +111,16 @@ def fail(job_id: str, body: FailRequest, db: DbDep, clock: ClockDep) -> JobPubli
     """Report an error: requeued when `retryable` and attempts remain, else failed."""
     _expire(db, clock)
     with db.write() as session:
-        return service.job_public(queue.fail(
-            session, job_id=job_id, lease_id=body.lease_id, error=body.error,
-            retryable=body.retryable, now=clock(),
-        ))
+        return service.job_public(
+            queue.fail(
+                session,
+                job_id=job_id,
+                lease_id=body.lease_id,
+                error=body.error,
+                retryable=body.retryable,
+                now=clock(),
+            )
+        )
 
 
 @router.post("/jobs/{job_id}/release", response_model=JobPublic, responses=STALE)
@@ -100,5 +128,6 @@ def release(job_id: str, body: ReleaseRequest, db: DbDep, clock: ClockDep) -> Jo
     """Give the job back (e.g. on SIGTERM): queued again, this attempt not counted."""
     _expire(db, clock)
     with db.write() as session:
-        return service.job_public(queue.release(session, job_id=job_id,
-                                                lease_id=body.lease_id, now=clock()))
+        return service.job_public(
+            queue.release(session, job_id=job_id, lease_id=body.lease_id, now=clock())
+        )

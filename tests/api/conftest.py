@@ -101,8 +101,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, worker_token=WORKER_TOKEN, lease_seconds=30,
-                    max_attempts=3)
+    return Settings(
+        database_url=database_url, worker_token=WORKER_TOKEN, lease_seconds=30, max_attempts=3
+    )
 
 
 @pytest.fixture
@@ -143,18 +144,36 @@ def validation_result() -> Callable[..., dict[str, Any]]:
 
     def make(**overrides: Any) -> dict[str, Any]:
         return {
-            "device": "cpu", "gpu_name": None, "torch_version": "2.13.0", "dtype": "float32",
-            "num_layers": 4, "num_ltd_layers": 2, "micro_batch_size": 2, "seq_len": 1024,
+            "device": "cpu",
+            "gpu_name": None,
+            "torch_version": "2.13.0",
+            "dtype": "float32",
+            "num_layers": 4,
+            "num_ltd_layers": 2,
+            "micro_batch_size": 2,
+            "seq_len": 1024,
             "scaled_down": ["num_layers: 12 -> 4 to fit the time cap"],
             "step_times": [
-                {"reserved_length": 64, "step_time_ms": 50.0, "tokens_per_s": 4e4,
-                 "model_flops_per_s": 1e11},
-                {"reserved_length": 1024, "step_time_ms": 100.0, "tokens_per_s": 2e4,
-                 "model_flops_per_s": 1e11},
+                {
+                    "reserved_length": 64,
+                    "step_time_ms": 50.0,
+                    "tokens_per_s": 4e4,
+                    "model_flops_per_s": 1e11,
+                },
+                {
+                    "reserved_length": 1024,
+                    "step_time_ms": 100.0,
+                    "tokens_per_s": 2e4,
+                    "model_flops_per_s": 1e11,
+                },
             ],
             "step_time_fit": [46.0, 0.053, 0.0],
-            "measured_wall_clock_saving": 0.2, "flops_saving": 0.3, "mfu": None,
-            "peak_memory_bytes": None, "seconds": 42.0, **overrides,
+            "measured_wall_clock_saving": 0.2,
+            "flops_saving": 0.3,
+            "mfu": None,
+            "peak_memory_bytes": None,
+            "seconds": 42.0,
+            **overrides,
         }
 
     return make

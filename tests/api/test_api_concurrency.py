@@ -20,12 +20,12 @@ NUM_WORKERS = 8
 
 
 def _submit(client, stored_plan: str) -> set[str]:
-    return {client.post("/v1/jobs", json={"plan_id": stored_plan}).json()["id"]
-            for _ in range(NUM_JOBS)}
+    return {
+        client.post("/v1/jobs", json={"plan_id": stored_plan}).json()["id"] for _ in range(NUM_JOBS)
+    }
 
 
-def test_http_claimers_take_each_job_once(client, stored_plan, worker_headers,
-                                          validation_result):
+def test_http_claimers_take_each_job_once(client, stored_plan, worker_headers, validation_result):
     job_ids = _submit(client, stored_plan)
     start = threading.Barrier(NUM_WORKERS)
 
@@ -33,16 +33,19 @@ def test_http_claimers_take_each_job_once(client, stored_plan, worker_headers,
         done: list[str] = []
         start.wait()
         while True:
-            claimed = client.post("/v1/worker/claim", json={"worker_id": worker_id},
-                                  headers=worker_headers)
+            claimed = client.post(
+                "/v1/worker/claim", json={"worker_id": worker_id}, headers=worker_headers
+            )
             if claimed.status_code == 204:
                 return done
             assert claimed.status_code == 200, claimed.text
             body = claimed.json()
             job_id = body["job"]["id"]
-            completed = client.post(f"/v1/worker/jobs/{job_id}/complete", headers=worker_headers,
-                                    json={"lease_id": body["lease_id"],
-                                          "result": validation_result()})
+            completed = client.post(
+                f"/v1/worker/jobs/{job_id}/complete",
+                headers=worker_headers,
+                json={"lease_id": body["lease_id"], "result": validation_result()},
+            )
             assert completed.status_code == 200, completed.text
             done.append(job_id)
 
@@ -67,15 +70,21 @@ def test_replicas_claiming_directly_take_each_job_once(client, stored_plan, sett
             start.wait()
             while True:
                 with db.write() as session:
-                    job = queue.claim_next_job(session, worker_id=worker_id, now=clock(),
-                                               lease_seconds=60)
+                    job = queue.claim_next_job(
+                        session, worker_id=worker_id, now=clock(), lease_seconds=60
+                    )
                     if job is None:
                         return done
                     job_id, lease_id = job.id, job.lease_id
                 assert lease_id is not None
                 with db.write() as session:
-                    queue.complete(session, job_id=job_id, lease_id=lease_id,
-                                   result_json=f'{{"by": "{worker_id}"}}', now=clock())
+                    queue.complete(
+                        session,
+                        job_id=job_id,
+                        lease_id=lease_id,
+                        result_json=f'{{"by": "{worker_id}"}}',
+                        now=clock(),
+                    )
                 done.append(job_id)
         finally:
             db.dispose()
@@ -105,15 +114,21 @@ def _claim_in_process(database_url: str, worker_id: str, start_at: float) -> lis
     try:
         while True:
             with db.write() as session:
-                job = queue.claim_next_job(session, worker_id=worker_id,
-                                           now=datetime.now(UTC), lease_seconds=600)
+                job = queue.claim_next_job(
+                    session, worker_id=worker_id, now=datetime.now(UTC), lease_seconds=600
+                )
                 if job is None:
                     return done
                 job_id, lease_id = job.id, job.lease_id
             assert lease_id is not None
             with db.write() as session:
-                queue.complete(session, job_id=job_id, lease_id=lease_id, result_json="{}",
-                               now=datetime.now(UTC))
+                queue.complete(
+                    session,
+                    job_id=job_id,
+                    lease_id=lease_id,
+                    result_json="{}",
+                    now=datetime.now(UTC),
+                )
             done.append(job_id)
     finally:
         db.dispose()
@@ -127,8 +142,10 @@ def test_processes_claiming_take_each_job_once(client, stored_plan, settings):
     start_at = time.time() + 3.0  # after every process has imported the package
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(4, mp_context=context) as pool:
-        futures = [pool.submit(_claim_in_process, settings.database_url, f"p{i}", start_at)
-                   for i in range(4)]
+        futures = [
+            pool.submit(_claim_in_process, settings.database_url, f"p{i}", start_at)
+            for i in range(4)
+        ]
         results = [f.result(timeout=120) for f in futures]
     claims = Counter(job for done in results for job in done)
     assert set(claims) == job_ids and set(claims.values()) == {1}

@@ -38,8 +38,14 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
 def test_migrations_run_as_a_command(tmp_path):
     url = f"sqlite:///{tmp_path / 'cmd.db'}"
     env = {**os.environ, "LTD_DATABASE_URL": url}
-    done = subprocess.run([sys.executable, "-m", "api.db"], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "api.db"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     db = Database(url)
     try:

@@ -25,16 +25,18 @@ def test_worker_endpoints_need_the_worker_token(client, worker_headers):
 
 def test_worker_endpoints_off_without_a_token(make_client, database_url):
     client = make_client(Settings(database_url=database_url))
-    response = client.post(CLAIM, json={"worker_id": "w"},
-                           headers={"Authorization": "Bearer anything"})
+    response = client.post(
+        CLAIM, json={"worker_id": "w"}, headers={"Authorization": "Bearer anything"}
+    )
     assert response.status_code == 503
     assert "LTD_WORKER_TOKEN" in response.json()["detail"]
 
 
 @pytest.fixture
 def keyed_client(make_client, database_url):
-    return make_client(Settings(database_url=database_url, worker_token="wt",
-                                api_keys="key-one, key-two"))
+    return make_client(
+        Settings(database_url=database_url, worker_token="wt", api_keys="key-one, key-two")
+    )
 
 
 def test_api_keys_guard_v1(keyed_client, plan_request):
@@ -51,11 +53,13 @@ def test_api_keys_guard_v1(keyed_client, plan_request):
 def test_api_keys_leave_probes_open_and_worker_on_its_token(keyed_client):
     assert keyed_client.get("/healthz").status_code == 200
     assert keyed_client.get("/metrics").status_code == 200
-    with_key = keyed_client.post(CLAIM, json={"worker_id": "w"},
-                                 headers={"Authorization": "Bearer key-one"})
+    with_key = keyed_client.post(
+        CLAIM, json={"worker_id": "w"}, headers={"Authorization": "Bearer key-one"}
+    )
     assert with_key.status_code == 401
-    with_token = keyed_client.post(CLAIM, json={"worker_id": "w"},
-                                   headers={"Authorization": "Bearer wt"})
+    with_token = keyed_client.post(
+        CLAIM, json={"worker_id": "w"}, headers={"Authorization": "Bearer wt"}
+    )
     assert with_token.status_code == 204
 
 

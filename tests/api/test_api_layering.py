@@ -14,6 +14,7 @@ assert not bad, bad
 
 
 def test_api_imports_no_torch_and_no_worker():
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr

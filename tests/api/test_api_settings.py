@@ -9,8 +9,13 @@ from api.settings import Settings, get_settings
 
 
 def test_defaults(monkeypatch):
-    for name in ("LTD_DATABASE_URL", "LTD_WORKER_TOKEN", "LTD_API_KEYS", "LTD_LEASE_SECONDS",
-                 "LTD_MAX_ATTEMPTS"):
+    for name in (
+        "LTD_DATABASE_URL",
+        "LTD_WORKER_TOKEN",
+        "LTD_API_KEYS",
+        "LTD_LEASE_SECONDS",
+        "LTD_MAX_ATTEMPTS",
+    ):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
     assert settings.database_url == "sqlite:///./ltd.db"

@@ -20,24 +20,44 @@ from tests.servers import ltd_serve
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--model", "MODEL_FILE", "--train-batch-size", "16", "--train-steps", "2000",
-        "--gpu", "h100-sxm", "--num-gpus", "8", "--price-per-gpu-hour", "2.5"]
-SHAPE = {"name": "tiny-gpt", "num_layers": 6, "hidden_size": 128, "num_heads": 4,
-         "vocab_size": 256, "seq_len": 256}
+TINY = [
+    "--model",
+    "MODEL_FILE",
+    "--train-batch-size",
+    "16",
+    "--train-steps",
+    "2000",
+    "--gpu",
+    "h100-sxm",
+    "--num-gpus",
+    "8",
+    "--price-per-gpu-hour",
+    "2.5",
+]
+SHAPE = {
+    "name": "tiny-gpt",
+    "num_layers": 6,
+    "hidden_size": 128,
+    "num_heads": 4,
+    "vocab_size": 256,
+    "seq_len": 256,
+}
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("LTD_")}  # the embedded defaults, nothing configured
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("LTD_")
+    }  # the embedded defaults, nothing configured
     with ltd_serve(tmp_path, "--with-worker", env=env) as url:
         yield url, tmp_path
     assert (tmp_path / "ltd.db").exists()  # the embedded default: a SQLite file right here
 
 
 def ltd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ltd", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ltd", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_newcomer_end_to_end(service: tuple[str, Path]) -> None:
@@ -50,17 +70,36 @@ def test_newcomer_end_to_end(service: tuple[str, Path]) -> None:
     doc = json.loads(plan.stdout)
     gpu_hours = doc["random_ltd"]["gpu_hours"]
 
-    ok = ltd("check", *flags, "--server", url, "--max-gpu-hours", str(gpu_hours * 2),
-             "--format", "markdown", cwd=cwd)
+    ok = ltd(
+        "check",
+        *flags,
+        "--server",
+        url,
+        "--max-gpu-hours",
+        str(gpu_hours * 2),
+        "--format",
+        "markdown",
+        cwd=cwd,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "PASSED" in ok.stdout
-    bad = ltd("check", *flags, "--server", url, "--max-gpu-hours", str(gpu_hours / 2),
-              "--format", "json", cwd=cwd)
+    bad = ltd(
+        "check",
+        *flags,
+        "--server",
+        url,
+        "--max-gpu-hours",
+        str(gpu_hours / 2),
+        "--format",
+        "json",
+        cwd=cwd,
+    )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert json.loads(bad.stdout)["violations"][0]["limit"] == "max_gpu_hours"
 
-    submitted = ltd("submit", *flags, "--server", url, "--max-minutes", "1", "--format", "json",
-                    cwd=cwd)
+    submitted = ltd(
+        "submit", *flags, "--server", url, "--max-minutes", "1", "--format", "json", cwd=cwd
+    )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     outcome = json.loads(submitted.stdout)
     job, served_plan = outcome["job"], outcome["plan"]

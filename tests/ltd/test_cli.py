@@ -21,13 +21,29 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_plan_json_has_the_public_fields(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "plan", *GPT, "--ltd-train-tokens", "200e9",
-                       "--require-steps", "133333", "--format", "json")
+    code, out, _ = run(
+        capsys,
+        "plan",
+        *GPT,
+        "--ltd-train-tokens",
+        "200e9",
+        "--require-steps",
+        "133333",
+        "--format",
+        "json",
+    )
     assert code == 0
     doc = json.loads(out)
     for run_name in ("baseline", "random_ltd"):
-        for field in ("steps", "tokens", "layer_tokens", "effective_tokens", "flops",
-                      "wall_clock_hours", "gpu_hours"):
+        for field in (
+            "steps",
+            "tokens",
+            "layer_tokens",
+            "effective_tokens",
+            "flops",
+            "wall_clock_hours",
+            "gpu_hours",
+        ):
             assert field in doc[run_name]
     assert doc["baseline"]["steps"] == 286_103
     assert abs(doc["savings"]["layer_tokens"] - 0.333) < 0.001
@@ -46,13 +62,35 @@ def test_plan_formats(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_schedule_csv_one_row_per_step(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "schedule", "--model", "gpt3-125m", "--train-batch-size", "4",
-                       "--train-steps", "50", "--require-steps", "20", "--peak-lr", "1e-3",
-                       "--decay-tokens", "400000", "--warmup-tokens", "10000")
+    code, out, _ = run(
+        capsys,
+        "schedule",
+        "--model",
+        "gpt3-125m",
+        "--train-batch-size",
+        "4",
+        "--train-steps",
+        "50",
+        "--require-steps",
+        "20",
+        "--peak-lr",
+        "1e-3",
+        "--decay-tokens",
+        "400000",
+        "--warmup-tokens",
+        "10000",
+    )
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert list(rows[0]) == ["step", "reserved_length", "layer_tokens", "cumulative_layer_tokens",
-                             "effective_tokens", "cumulative_effective_tokens", "lr"]
+    assert list(rows[0]) == [
+        "step",
+        "reserved_length",
+        "layer_tokens",
+        "cumulative_layer_tokens",
+        "effective_tokens",
+        "cumulative_effective_tokens",
+        "lr",
+    ]
     assert [int(r["step"]) for r in rows] == list(range(50))
     total = 0
     for r in rows:  # cumulative columns are running sums; LayerTokens per DeepSpeed
@@ -60,8 +98,18 @@ def test_schedule_csv_one_row_per_step(capsys: pytest.CaptureFixture[str]) -> No
         assert int(r["cumulative_layer_tokens"]) == total
         assert int(r["layer_tokens"]) == 4 * (int(r["reserved_length"]) * 10 + 2048 * 2)
     assert float(rows[0]["lr"]) == 0.0  # warmup starts from a zero counter
-    code, out, _ = run(capsys, "schedule", "--model", "gpt3-125m", "--train-batch-size", "4",
-                       "--train-steps", "50", "--every", "10")
+    code, out, _ = run(
+        capsys,
+        "schedule",
+        "--model",
+        "gpt3-125m",
+        "--train-batch-size",
+        "4",
+        "--train-steps",
+        "50",
+        "--every",
+        "10",
+    )
     assert [int(r["step"]) for r in csv.DictReader(io.StringIO(out))] == [0, 10, 20, 30, 40]
 
 
@@ -101,8 +149,9 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize("argv, field, hint", BAD_INPUT)
-def test_bad_input_exits_2_naming_the_field(capsys: pytest.CaptureFixture[str], argv: list[str],
-                                            field: str, hint: str | None) -> None:
+def test_bad_input_exits_2_naming_the_field(
+    capsys: pytest.CaptureFixture[str], argv: list[str], field: str, hint: str | None
+) -> None:
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse's own type errors
@@ -123,9 +172,23 @@ def test_bad_deepspeed_json_file(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 
 def test_entry_point_runs_without_traceback() -> None:
-    proc = subprocess.run([sys.executable, "-m", "ltd", "plan", "--model", "nope",
-                           "--train-steps", "1", "--train-batch-size", "1"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ltd",
+            "plan",
+            "--model",
+            "nope",
+            "--train-steps",
+            "1",
+            "--train-batch-size",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "model: unknown model preset 'nope'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -136,36 +199,87 @@ def test_models_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "llama-3-8b" in json.loads(out)
 
 
-def test_check_compare_fails_on_growth(capsys: pytest.CaptureFixture[str],
-                                       tmp_path: Path) -> None:
+def test_check_compare_fails_on_growth(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     old = tmp_path / "old.json"
     assert main(["plan", *GPT, "--num-gpus", "64", "--format", "json", "-o", str(old)]) == 0
     capsys.readouterr()
     # The same run on 10% more tokens: GPU-hours grow by ~10%, over a 5% allowance.
-    code, out, _ = run(capsys, "check", "--model", "gpt3-1.3b", "--train-batch-size", "512",
-                       "--train-tokens", "330B", "--num-gpus", "64", "--compare", str(old),
-                       "--max-growth", "0.05", "--format", "markdown")
+    code, out, _ = run(
+        capsys,
+        "check",
+        "--model",
+        "gpt3-1.3b",
+        "--train-batch-size",
+        "512",
+        "--train-tokens",
+        "330B",
+        "--num-gpus",
+        "64",
+        "--compare",
+        str(old),
+        "--max-growth",
+        "0.05",
+        "--format",
+        "markdown",
+    )
     assert code == 1
     assert "| max_growth.gpu_hours |" in out
     assert "**Change against p_" in out and "| gpu_hours |" in out and "+10.00%" in out
     # Within a 15% allowance it passes, still printing the diff.
-    code, out, _ = run(capsys, "check", "--model", "gpt3-1.3b", "--train-batch-size", "512",
-                       "--train-tokens", "330B", "--num-gpus", "64", "--compare", str(old),
-                       "--max-growth", "0.15", "--format", "markdown")
+    code, out, _ = run(
+        capsys,
+        "check",
+        "--model",
+        "gpt3-1.3b",
+        "--train-batch-size",
+        "512",
+        "--train-tokens",
+        "330B",
+        "--num-gpus",
+        "64",
+        "--compare",
+        str(old),
+        "--max-growth",
+        "0.15",
+        "--format",
+        "markdown",
+    )
     assert code == 0 and "| gpu_hours |" in out
 
 
-def test_export_deepspeed_reads_back_to_the_same_plan(capsys: pytest.CaptureFixture[str],
-                                                      tmp_path: Path) -> None:
+def test_export_deepspeed_reads_back_to_the_same_plan(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     ds = tmp_path / "ds.json"
-    code, out, _ = run(capsys, "plan", *GPT, "--require-steps", "133333", "--format", "json",
-                       "--export-deepspeed", str(ds))
+    code, out, _ = run(
+        capsys,
+        "plan",
+        *GPT,
+        "--require-steps",
+        "133333",
+        "--format",
+        "json",
+        "--export-deepspeed",
+        str(ds),
+    )
     assert code == 0
     block = json.loads(ds.read_text())
     ltd = block["data_efficiency"]["data_routing"]["random_ltd"]
     assert block["train_batch_size"] == 512 and ltd["random_ltd_layer_id"] == list(range(1, 23))
-    assert ltd["random_ltd_schedule"]["schedule_config"] == {"require_steps": 133333,
-                                                             "seq_per_step": 16}
-    code, again, _ = run(capsys, "plan", "--model", "gpt3-1.3b", "--train-tokens", "300B",
-                         "--deepspeed-config", str(ds), "--format", "json")
+    assert ltd["random_ltd_schedule"]["schedule_config"] == {
+        "require_steps": 133333,
+        "seq_per_step": 16,
+    }
+    code, again, _ = run(
+        capsys,
+        "plan",
+        "--model",
+        "gpt3-1.3b",
+        "--train-tokens",
+        "300B",
+        "--deepspeed-config",
+        str(ds),
+        "--format",
+        "json",
+    )
     assert code == 0 and json.loads(again)["id"] == json.loads(out)["id"]

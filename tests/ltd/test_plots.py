@@ -6,9 +6,22 @@ import pytest
 
 from ltd.cli import main
 
-REQ = ["--model", "gpt3-125m", "--train-batch-size", "64", "--train-steps", "3000",
-       "--require-steps", "1500", "--peak-lr", "6e-4", "--decay-tokens", "300M",
-       "--price-per-gpu-hour", "2"]
+REQ = [
+    "--model",
+    "gpt3-125m",
+    "--train-batch-size",
+    "64",
+    "--train-steps",
+    "3000",
+    "--require-steps",
+    "1500",
+    "--peak-lr",
+    "6e-4",
+    "--decay-tokens",
+    "300M",
+    "--price-per-gpu-hour",
+    "2",
+]
 
 
 def test_plot_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -22,12 +35,25 @@ def test_svg_has_the_four_panels() -> None:
     from ltd.plots import plan_svg
     from planner.plan import build_runs, parse_request, plan_from_runs, resolve
 
-    runs = build_runs(resolve(parse_request({
-        "model": "gpt3-125m", "train_batch_size": 64, "train_steps": 3000,
-        "lr": {"peak_lr": 6e-4, "decay_tokens": 300_000_000}})))
+    runs = build_runs(
+        resolve(
+            parse_request(
+                {
+                    "model": "gpt3-125m",
+                    "train_batch_size": 64,
+                    "train_steps": 3000,
+                    "lr": {"peak_lr": 6e-4, "decay_tokens": 300_000_000},
+                }
+            )
+        )
+    )
     svg = plan_svg(plan_from_runs(runs), runs)
     assert svg.startswith("<svg")
     assert 'href="http' not in svg and "url(http" not in svg  # nothing fetched from outside
-    for title in ("Reserved length", "Learning rate against LayerTokens", "Cumulative compute",
-                  "Cost side by side"):
+    for title in (
+        "Reserved length",
+        "Learning rate against LayerTokens",
+        "Cumulative compute",
+        "Cost side by side",
+    ):
         assert title in svg

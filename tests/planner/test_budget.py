@@ -11,20 +11,35 @@ from planner.schedule import RandomLTDConfig
 
 
 def small_model(layers: int, seq: int) -> dict:
-    return {"num_layers": layers, "hidden_size": 64, "num_heads": 4, "vocab_size": 100,
-            "seq_len": seq}
+    return {
+        "num_layers": layers,
+        "hidden_size": 64,
+        "num_heads": 4,
+        "vocab_size": 100,
+        "seq_len": seq,
+    }
 
 
 requests = st.builds(
     lambda layers, seq, lo_frac, req, sps, G, steps, stop: {
-        "model": small_model(layers, seq), "train_batch_size": G, "train_steps": steps,
-        "random_ltd": {"min_value": max(sps, int(seq * lo_frac) // sps * sps) if sps <= seq
-                       else seq, "max_value": seq, "require_steps": req,
-                       "seq_per_step": min(sps, seq)},
+        "model": small_model(layers, seq),
+        "train_batch_size": G,
+        "train_steps": steps,
+        "random_ltd": {
+            "min_value": max(sps, int(seq * lo_frac) // sps * sps) if sps <= seq else seq,
+            "max_value": seq,
+            "require_steps": req,
+            "seq_per_step": min(sps, seq),
+        },
         **stop,
     },
-    st.integers(3, 12), st.integers(16, 512), st.floats(0.05, 1.0), st.integers(1, 400),
-    st.sampled_from([1, 8, 16]), st.integers(1, 64), st.integers(1, 900),
+    st.integers(3, 12),
+    st.integers(16, 512),
+    st.floats(0.05, 1.0),
+    st.integers(1, 400),
+    st.sampled_from([1, 8, 16]),
+    st.integers(1, 64),
+    st.integers(1, 900),
     st.sampled_from([{}, {"ltd_equal_compute": True}, {"ltd_train_steps": 333}]),
 )
 
@@ -45,8 +60,10 @@ def test_cumulative_totals_equal_sums_of_per_step_values(body: dict) -> None:
 @given(requests)
 def test_no_dropping_is_the_dense_baseline(body: dict) -> None:
     seq = body["model"]["seq_len"]
-    body = {**body, "random_ltd": {"min_value": seq, "max_value": seq, "require_steps": 1,
-                                   "seq_per_step": 1}}
+    body = {
+        **body,
+        "random_ltd": {"min_value": seq, "max_value": seq, "require_steps": 1, "seq_per_step": 1},
+    }
     body.pop("ltd_train_steps", None)
     p = plan(body)
     for field in ("steps", "tokens", "layer_tokens", "effective_tokens"):
@@ -55,10 +72,16 @@ def test_no_dropping_is_the_dense_baseline(body: dict) -> None:
     assert p.savings.layer_tokens == 0 and p.savings.flops == 0
 
 
-@given(st.integers(2, 40), st.integers(32, 256), st.integers(1, 500), st.integers(1, 32),
-       st.integers(1, 10**8))
+@given(
+    st.integers(2, 40),
+    st.integers(32, 256),
+    st.integers(1, 500),
+    st.integers(1, 32),
+    st.integers(1, 10**8),
+)
 def test_budget_runs_stop_at_the_first_step_that_reaches_the_budget(
-        layers: int, seq: int, req: int, G: int, budget: int) -> None:
+    layers: int, seq: int, req: int, G: int, budget: int
+) -> None:
     cfg = RandomLTDConfig(min_value=16, max_value=seq, require_steps=req, seq_per_step=16)
     acc = Accounting(G, seq, layers, max(layers - 2, 0), seq)
     prof = profile_until(cfg, acc.effective_tokens, budget)
@@ -68,8 +91,15 @@ def test_budget_runs_stop_at_the_first_step_that_reaches_the_budget(
 
 
 def test_equal_compute_matches_the_baselines_layer_tokens() -> None:
-    p = plan({"model": "gpt3-125m", "train_batch_size": 256, "train_steps": 10_000,
-              "ltd_equal_compute": True, "random_ltd": {"require_steps": 5_000}})
+    p = plan(
+        {
+            "model": "gpt3-125m",
+            "train_batch_size": 256,
+            "train_steps": 10_000,
+            "ltd_equal_compute": True,
+            "random_ltd": {"require_steps": 5_000},
+        }
+    )
     per_step = 256 * 2048 * 12
     assert p.baseline.layer_tokens <= p.random_ltd.layer_tokens < p.baseline.layer_tokens + per_step
     assert p.random_ltd.steps > p.baseline.steps  # same compute buys more steps

@@ -6,8 +6,15 @@ from planner import flops as F
 from planner import plan
 from planner.models import ModelShape, get_preset
 
-TINY = ModelShape(num_layers=4, hidden_size=8, num_heads=2, num_kv_heads=1, ffn_hidden_size=16,
-                  vocab_size=10, seq_len=6)
+TINY = ModelShape(
+    num_layers=4,
+    hidden_size=8,
+    num_heads=2,
+    num_kv_heads=1,
+    ffn_hidden_size=16,
+    vocab_size=10,
+    seq_len=6,
+)
 
 
 def test_layer_flops_by_hand() -> None:
@@ -26,8 +33,15 @@ def test_run_flops_match_per_step_sum() -> None:
     step = F.step_flops(3, TINY, global_batch_size=5, num_ltd_layers=2)
     by_hand = 3 * 5 * (2 * F.layer_flops(6, TINY) + 2 * F.layer_flops(3, TINY) + 960)
     assert step == by_hand
-    run = F.run_flops(TINY, global_batch_size=5, num_steps=2, num_ltd_layers=2,
-                      sum_r=3 + 6, sum_r2=9 + 36, activation_recompute=True)
+    run = F.run_flops(
+        TINY,
+        global_batch_size=5,
+        num_steps=2,
+        num_ltd_layers=2,
+        sum_r=3 + 6,
+        sum_r2=9 + 36,
+        activation_recompute=True,
+    )
     dense = F.step_flops(6, TINY, global_batch_size=5, num_ltd_layers=2)
     assert run.model == by_hand + dense
     # Recompute adds one more forward of the layers (not the head) to hardware FLOPs.
@@ -50,9 +64,19 @@ def test_gpt3_175b_close_to_6nd() -> None:
 
 def test_n_squared_term_is_not_an_average_length() -> None:
     # sum of r^2 over [128, 2048] exceeds n * mean(r)^2: an average length undercounts attention.
-    p = plan({"model": "gpt3-1.3b", "train_batch_size": 8, "train_steps": 2,
-              "random_ltd": {"min_value": 128, "max_value": 2048, "require_steps": 1,
-                             "seq_per_step": 16}})
+    p = plan(
+        {
+            "model": "gpt3-1.3b",
+            "train_batch_size": 8,
+            "train_steps": 2,
+            "random_ltd": {
+                "min_value": 128,
+                "max_value": 2048,
+                "require_steps": 1,
+                "seq_per_step": 16,
+            },
+        }
+    )
     m = get_preset("gpt3-1.3b")
     exact = 3 * 8 * 22 * (F.attention_flops(128, m) + F.attention_flops(2048, m))
     averaged = 3 * 8 * 22 * 2 * F.attention_flops(1088, m)

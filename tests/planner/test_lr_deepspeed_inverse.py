@@ -25,7 +25,8 @@ def test_lr_warmup_decay_and_floor_by_hand() -> None:
     # x = 0.25 -> k = 0.75
     assert float(learning_rate(3500, linear)) == pytest.approx(1e-5 + 0.75 * (1e-3 - 1e-5))
     assert float(learning_rate(3500, LR)) == pytest.approx(
-        1e-5 + 0.5 * (math.cos(math.pi * 0.25) + 1) * (1e-3 - 1e-5))
+        1e-5 + 0.5 * (math.cos(math.pi * 0.25) + 1) * (1e-3 - 1e-5)
+    )
 
 
 def test_lr_uses_the_counter_before_the_step() -> None:
@@ -41,33 +42,49 @@ def test_lr_config_rules() -> None:
 
 
 def ds_config(**ltd_changes: object) -> dict:
-    ltd = {"enabled": True, "total_layer_num": 24, "random_ltd_layer_num": 22,
-           "random_ltd_layer_id": list(range(1, 23)),
-           "random_ltd_schedule": {"min_value": 128, "max_value": 2048,
-                                   "schedule_type": "fixed_linear",
-                                   "schedule_config": {"require_steps": 1000,
-                                                       "seq_per_step": 16}}}
+    ltd = {
+        "enabled": True,
+        "total_layer_num": 24,
+        "random_ltd_layer_num": 22,
+        "random_ltd_layer_id": list(range(1, 23)),
+        "random_ltd_schedule": {
+            "min_value": 128,
+            "max_value": 2048,
+            "schedule_type": "fixed_linear",
+            "schedule_config": {"require_steps": 1000, "seq_per_step": 16},
+        },
+    }
     ltd.update(ltd_changes)
-    return {"train_batch_size": 512,
-            "data_efficiency": {"data_routing": {"random_ltd": ltd}}}
+    return {"train_batch_size": 512, "data_efficiency": {"data_routing": {"random_ltd": ltd}}}
 
 
-SCHED = {"min_value": 128, "max_value": 2048, "schedule_type": "fixed_linear",
-         "schedule_config": {"require_steps": 1000, "seq_per_step": 16}}
+SCHED = {
+    "min_value": 128,
+    "max_value": 2048,
+    "schedule_type": "fixed_linear",
+    "schedule_config": {"require_steps": 1000, "seq_per_step": 16},
+}
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"random_ltd_layer_num": 20}, "random_ltd_layer_num"),
-    ({"random_ltd_layer_id": [0, 5, 24], "random_ltd_layer_num": 3}, "random_ltd_layer_id"),
-    ({"random_ltd_layer_id": [1, 1], "random_ltd_layer_num": 2}, "random_ltd_layer_id"),
-    ({"random_ltd_schedule": {**SCHED, "min_value": 4096}}, "min_value"),
-    ({"random_ltd_schedule": {**SCHED, "schedule_type": "fixed_root"}}, "schedule_type"),
-    ({"random_ltd_schedule": {k: v for k, v in SCHED.items() if k != "max_value"}},
-     "max_value"),
-    ({"random_ltd_schedule": {**SCHED, "schedule_config": {"require_steps": 10}}},
-     "seq_per_step"),
-    ({"enabled": False}, "enabled"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"random_ltd_layer_num": 20}, "random_ltd_layer_num"),
+        ({"random_ltd_layer_id": [0, 5, 24], "random_ltd_layer_num": 3}, "random_ltd_layer_id"),
+        ({"random_ltd_layer_id": [1, 1], "random_ltd_layer_num": 2}, "random_ltd_layer_id"),
+        ({"random_ltd_schedule": {**SCHED, "min_value": 4096}}, "min_value"),
+        ({"random_ltd_schedule": {**SCHED, "schedule_type": "fixed_root"}}, "schedule_type"),
+        (
+            {"random_ltd_schedule": {k: v for k, v in SCHED.items() if k != "max_value"}},
+            "max_value",
+        ),
+        (
+            {"random_ltd_schedule": {**SCHED, "schedule_config": {"require_steps": 10}}},
+            "seq_per_step",
+        ),
+        ({"enabled": False}, "enabled"),
+    ],
+)
 def test_deepspeed_config_rules(changes: dict, field: str) -> None:
     with pytest.raises(PlanInputError) as info:
         parse_deepspeed_config(ds_config(**changes))
@@ -85,8 +102,12 @@ def test_missing_random_ltd_block() -> None:
     assert info.value.field == "deepspeed_config.data_efficiency"
 
 
-BASE = {"model": "gpt3-1.3b", "train_batch_size": 512, "train_tokens": 300_000_000_000,
-        "random_ltd": {"min_value": 128, "max_value": 2048, "require_steps": 133_333}}
+BASE = {
+    "model": "gpt3-1.3b",
+    "train_batch_size": 512,
+    "train_tokens": 300_000_000_000,
+    "random_ltd": {"min_value": 128, "max_value": 2048, "require_steps": 133_333},
+}
 
 
 @pytest.mark.parametrize("metric", ["layer_tokens", "flops"])
@@ -117,8 +138,12 @@ def test_inverse_says_when_no_schedule_can() -> None:
 
 
 def test_wall_clock_and_cost_by_hand() -> None:
-    p = plan({**BASE, "hardware": {"gpu": "h100-sxm", "num_gpus": 64, "mfu": 0.5,
-                                   "price_per_gpu_hour": 2.0}})
+    p = plan(
+        {
+            **BASE,
+            "hardware": {"gpu": "h100-sxm", "num_gpus": 64, "mfu": 0.5, "price_per_gpu_hour": 2.0},
+        }
+    )
     hours = p.baseline.flops / (64 * 989e12 * 0.5) / 3600
     assert p.baseline.wall_clock_hours == pytest.approx(hours)
     assert p.baseline.gpu_hours == pytest.approx(64 * hours)

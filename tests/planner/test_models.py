@@ -31,18 +31,59 @@ def test_unknown_preset_suggests_close_names() -> None:
 
 
 HF_CONFIGS = {
-    "gpt2": ({"model_type": "gpt2", "n_layer": 12, "n_embd": 768, "n_head": 12,
-              "n_positions": 1024, "vocab_size": 50257, "n_inner": None}, "gpt2"),
-    "bert": ({"model_type": "bert", "num_hidden_layers": 24, "hidden_size": 1024,
-              "num_attention_heads": 16, "intermediate_size": 4096, "vocab_size": 30522,
-              "max_position_embeddings": 512, "type_vocab_size": 2}, "bert-large"),
-    "llama": ({"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096,
-               "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
-               "vocab_size": 128256, "max_position_embeddings": 8192, "hidden_act": "silu",
-               "tie_word_embeddings": False}, "llama-3-8b"),
-    "vit": ({"model_type": "vit", "num_hidden_layers": 12, "hidden_size": 768,
-             "num_attention_heads": 12, "intermediate_size": 3072, "image_size": 224,
-             "patch_size": 16, "num_channels": 3}, "vit-b16"),
+    "gpt2": (
+        {
+            "model_type": "gpt2",
+            "n_layer": 12,
+            "n_embd": 768,
+            "n_head": 12,
+            "n_positions": 1024,
+            "vocab_size": 50257,
+            "n_inner": None,
+        },
+        "gpt2",
+    ),
+    "bert": (
+        {
+            "model_type": "bert",
+            "num_hidden_layers": 24,
+            "hidden_size": 1024,
+            "num_attention_heads": 16,
+            "intermediate_size": 4096,
+            "vocab_size": 30522,
+            "max_position_embeddings": 512,
+            "type_vocab_size": 2,
+        },
+        "bert-large",
+    ),
+    "llama": (
+        {
+            "model_type": "llama",
+            "num_hidden_layers": 32,
+            "hidden_size": 4096,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "intermediate_size": 14336,
+            "vocab_size": 128256,
+            "max_position_embeddings": 8192,
+            "hidden_act": "silu",
+            "tie_word_embeddings": False,
+        },
+        "llama-3-8b",
+    ),
+    "vit": (
+        {
+            "model_type": "vit",
+            "num_hidden_layers": 12,
+            "hidden_size": 768,
+            "num_attention_heads": 12,
+            "intermediate_size": 3072,
+            "image_size": 224,
+            "patch_size": 16,
+            "num_channels": 3,
+        },
+        "vit-b16",
+    ),
 }
 
 

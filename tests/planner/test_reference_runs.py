@@ -10,8 +10,12 @@ GPT3_13B_RUN = {
     "train_batch_size": 512,
     "train_tokens": 300_000_000_000,
     "ltd_train_tokens": 200_000_000_000,
-    "random_ltd": {"min_value": 128, "max_value": 2048, "require_steps": 133_333,
-                   "seq_per_step": 16},
+    "random_ltd": {
+        "min_value": 128,
+        "max_value": 2048,
+        "require_steps": 133_333,
+        "seq_per_step": 16,
+    },
 }
 
 
@@ -43,12 +47,20 @@ def test_bert_large_saves_about_half() -> None:
     # (2 x 512 + 22 x 320) / 24 = 336 tokens a sequence, 1M x 1024 x 336 = 344B; the other 180B
     # at 524,288 a step: ~344,000 steps. LayerTokens: 1M x 1024 x 8064 + 344k x 1024 x 12,288
     # = 8.26e12 + 4.33e12 = 12.6e12 against 2M x 1024 x 12,288 = 25.2e12: about 50%.
-    p = plan({
-        "model": "bert-large", "train_batch_size": 1024, "train_steps": 2_000_000,
-        "ltd_train_tokens": 524_288_000_000,
-        "random_ltd": {"min_value": 128, "max_value": 512, "require_steps": 1_000_000,
-                       "seq_per_step": 16},
-    })
+    p = plan(
+        {
+            "model": "bert-large",
+            "train_batch_size": 1024,
+            "train_steps": 2_000_000,
+            "ltd_train_tokens": 524_288_000_000,
+            "random_ltd": {
+                "min_value": 128,
+                "max_value": 512,
+                "require_steps": 1_000_000,
+                "seq_per_step": 16,
+            },
+        }
+    )
     assert p.baseline.steps == 2_000_000
     assert 1_340_000 < p.random_ltd.steps < 1_370_000
     assert p.savings.layer_tokens == pytest.approx(0.50, abs=0.005)
@@ -57,30 +69,60 @@ def test_bert_large_saves_about_half() -> None:
 def test_same_run_from_a_deepspeed_config_gives_the_same_numbers() -> None:
     ds = {
         "train_batch_size": 512,
-        "data_efficiency": {"enabled": True, "data_routing": {"enabled": True, "random_ltd": {
-            "enabled": True, "total_layer_num": 24, "random_ltd_layer_num": 22,
-            "random_ltd_layer_id": list(range(1, 23)),
-            "random_ltd_schedule": {"min_value": 128, "max_value": 2048,
-                                    "schedule_type": "fixed_linear",
-                                    "schedule_config": {"require_steps": 133_333,
-                                                        "seq_per_step": 16}}}}},
+        "data_efficiency": {
+            "enabled": True,
+            "data_routing": {
+                "enabled": True,
+                "random_ltd": {
+                    "enabled": True,
+                    "total_layer_num": 24,
+                    "random_ltd_layer_num": 22,
+                    "random_ltd_layer_id": list(range(1, 23)),
+                    "random_ltd_schedule": {
+                        "min_value": 128,
+                        "max_value": 2048,
+                        "schedule_type": "fixed_linear",
+                        "schedule_config": {"require_steps": 133_333, "seq_per_step": 16},
+                    },
+                },
+            },
+        },
     }
     a = plan(GPT3_13B_RUN)
-    b = plan({"model": "gpt3-1.3b", "deepspeed_config": ds, "train_tokens": 300_000_000_000,
-              "ltd_train_tokens": 200_000_000_000})
+    b = plan(
+        {
+            "model": "gpt3-1.3b",
+            "deepspeed_config": ds,
+            "train_tokens": 300_000_000_000,
+            "ltd_train_tokens": 200_000_000_000,
+        }
+    )
     assert a.id == b.id
     assert a.random_ltd.layer_tokens == b.random_ltd.layer_tokens
     # And the exported block reads back to the same plan.
-    c = plan({"model": "gpt3-1.3b", "deepspeed_config": a.deepspeed_config,
-              "train_tokens": 300_000_000_000, "ltd_train_tokens": 200_000_000_000})
+    c = plan(
+        {
+            "model": "gpt3-1.3b",
+            "deepspeed_config": a.deepspeed_config,
+            "train_tokens": 300_000_000_000,
+            "ltd_train_tokens": 200_000_000_000,
+        }
+    )
     assert c.id == a.id
 
 
-@pytest.mark.parametrize("extra", [
-    {}, {"ltd_train_steps": 200_000}, {"ltd_equal_compute": True},
-    {"hardware": {"gpu": "h100-sxm", "num_gpus": 16, "price_per_gpu_hour": 3.0},
-     "lr": {"peak_lr": 2e-4, "decay_tokens": 260_000_000_000}},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"ltd_train_steps": 200_000},
+        {"ltd_equal_compute": True},
+        {
+            "hardware": {"gpu": "h100-sxm", "num_gpus": 16, "price_per_gpu_hour": 3.0},
+            "lr": {"peak_lr": 2e-4, "decay_tokens": 260_000_000_000},
+        },
+    ],
+)
 def test_a_plan_document_rebuilds_its_own_request(extra: dict) -> None:
     from planner.plan import request_from_plan
 

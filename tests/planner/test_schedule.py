@@ -39,10 +39,19 @@ def test_gpt3_schedule_points_by_hand() -> None:
 
 configs = st.builds(
     lambda lo, span, req, sps, kind, deg: RandomLTDConfig(
-        min_value=max(lo, sps), max_value=max(lo, sps) + span, require_steps=req,
-        seq_per_step=sps, schedule_type=kind, root_degree=deg),
-    st.integers(1, 600), st.integers(0, 900), st.integers(1, 3000), st.integers(1, 64),
-    st.sampled_from(["fixed_linear", "fixed_root"]), st.integers(1, 4),
+        min_value=max(lo, sps),
+        max_value=max(lo, sps) + span,
+        require_steps=req,
+        seq_per_step=sps,
+        schedule_type=kind,
+        root_degree=deg,
+    ),
+    st.integers(1, 600),
+    st.integers(0, 900),
+    st.integers(1, 3000),
+    st.integers(1, 64),
+    st.sampled_from(["fixed_linear", "fixed_root"]),
+    st.integers(1, 4),
 )
 
 
@@ -90,8 +99,7 @@ def test_min_equal_max_keeps_max_even_off_the_grid() -> None:
 
 
 def test_constant_schedule_never_moves() -> None:
-    cfg = RandomLTDConfig(min_value=300, max_value=2048, require_steps=5,
-                          schedule_type="constant")
+    cfg = RandomLTDConfig(min_value=300, max_value=2048, require_steps=5, schedule_type="constant")
     assert set(reserved_length(np.arange(100), cfg).tolist()) == {300}
 
 
@@ -103,13 +111,16 @@ def test_fixed_root_grows_faster_early() -> None:
     assert int(reserved_length(250, lin)) == 608  # 128 + 480
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"min_value": 4096}, "min_value"),
-    ({"seq_per_step": 0}, "seq_per_step"),
-    ({"require_steps": 0}, "require_steps"),
-    ({"min_value": -1}, "min_value"),
-    ({"min_value": 8, "seq_per_step": 16}, "seq_per_step"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"min_value": 4096}, "min_value"),
+        ({"seq_per_step": 0}, "seq_per_step"),
+        ({"require_steps": 0}, "require_steps"),
+        ({"min_value": -1}, "min_value"),
+        ({"min_value": 8, "seq_per_step": 16}, "seq_per_step"),
+    ],
+)
 def test_bad_schedules_name_the_field(bad: dict, field: str) -> None:
     base = {"min_value": 128, "max_value": 2048, "require_steps": 100, "seq_per_step": 16}
     with pytest.raises(ValidationError) as info:

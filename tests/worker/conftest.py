@@ -12,7 +12,12 @@ from planner.models import ModelShape  # noqa: E402
 def tiny_shape(**overrides: object) -> ModelShape:
     """A 4-layer GPT with hidden 32: every test model starts from this."""
     fields: dict[str, object] = dict(
-        name="tiny", arch="gpt", num_layers=4, hidden_size=32, num_heads=4, vocab_size=64,
+        name="tiny",
+        arch="gpt",
+        num_layers=4,
+        hidden_size=32,
+        num_heads=4,
+        vocab_size=64,
         seq_len=16,
     )
     fields.update(overrides)

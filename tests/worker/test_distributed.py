@@ -15,10 +15,14 @@ from tests.servers import free_port
 pytestmark = pytest.mark.slow
 
 
-
 def _child(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
     torch.set_num_threads(1)
     from planner import plan
     from planner.budget import Accounting
@@ -31,27 +35,52 @@ def _child(rank: int, world: int, port: int, out_dir: str) -> None:
     from worker.train import run_schedule, train
     from worker.validate import _build, run_validation
 
-    p = plan({"model": {"arch": "gpt", "num_layers": 4, "hidden_size": 32, "num_heads": 4,
-                        "vocab_size": 256, "seq_len": 64},
-              "train_batch_size": 4, "train_steps": 100})
-    settings = ValidationSettings(mode="both", warmup_steps=1, measure_steps=2, train_steps=6,
-                                  device="cpu")
+    p = plan(
+        {
+            "model": {
+                "arch": "gpt",
+                "num_layers": 4,
+                "hidden_size": 32,
+                "num_heads": 4,
+                "vocab_size": 256,
+                "seq_len": 64,
+            },
+            "train_batch_size": 4,
+            "train_steps": 100,
+        }
+    )
+    settings = ValidationSettings(
+        mode="both", warmup_steps=1, measure_steps=2, train_steps=6, device="cpu"
+    )
     result = run_validation(p, settings)
     # Replicas must stay equal through training with different drops and data per rank.
     shape = ModelShape.model_validate({k: v for k, v in p.model.items() if k != "num_params"})
     model = _build(shape, (1, 2), 0, torch.device("cpu"))
     ltd = RandomLTDConfig(min_value=16, max_value=64, require_steps=4, seq_per_step=16)
-    schedule = run_schedule(4, acc=Accounting(2, 64, 4, 2, 64), ltd=ltd,
-                            lr=LRConfig(peak_lr=1e-3, decay_tokens=1000))
-    train(model, load_corpus(max_tokens=100_000), schedule, batch_size=2,
-          device=torch.device("cpu"), eval_batches=1)
+    schedule = run_schedule(
+        4, acc=Accounting(2, 64, 4, 2, 64), ltd=ltd, lr=LRConfig(peak_lr=1e-3, decay_tokens=1000)
+    )
+    train(
+        model,
+        load_corpus(max_tokens=100_000),
+        schedule,
+        batch_size=2,
+        device=torch.device("cpu"),
+        eval_batches=1,
+    )
     flat = torch.cat([q.detach().flatten() for q in model.parameters()])
     gathered = [torch.zeros_like(flat) for _ in range(world)]
     dist.all_gather(gathered, flat)
     same = all(torch.equal(gathered[0], g) for g in gathered)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-        json.dump({"result": result.model_dump(mode="json"), "replicas_equal": same,
-                   "world": distributed.world_size()}, f)
+        json.dump(
+            {
+                "result": result.model_dump(mode="json"),
+                "replicas_equal": same,
+                "world": distributed.world_size(),
+            },
+            f,
+        )
     dist.destroy_process_group()
 
 

@@ -13,8 +13,10 @@ from worker.model import build_model
 from worker.train import loss_fn
 from worker.validate import run_validation
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 
 
 def test_full_length_equals_plain_model_on_cuda() -> None:
@@ -39,11 +41,21 @@ def test_bf16_autocast_step_with_drops() -> None:
 
 
 def test_run_validation_on_cuda() -> None:
-    p = plan({"model": {"arch": "gpt", "num_layers": 4, "hidden_size": 64, "num_heads": 4,
-                        "vocab_size": 256, "seq_len": 128},
-              "train_batch_size": 8, "train_steps": 100})
-    result = run_validation(p, ValidationSettings(device="cuda", warmup_steps=1,
-                                                  measure_steps=3))
+    p = plan(
+        {
+            "model": {
+                "arch": "gpt",
+                "num_layers": 4,
+                "hidden_size": 64,
+                "num_heads": 4,
+                "vocab_size": 256,
+                "seq_len": 128,
+            },
+            "train_batch_size": 8,
+            "train_steps": 100,
+        }
+    )
+    result = run_validation(p, ValidationSettings(device="cuda", warmup_steps=1, measure_steps=3))
     assert result.device == "cuda" and result.gpu_name and result.dtype == "bfloat16"
     assert result.peak_memory_bytes and result.peak_memory_bytes > 0
     assert "H100" not in result.gpu_name or result.mfu is not None

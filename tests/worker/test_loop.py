@@ -16,14 +16,38 @@ from worker.client import WorkerAuthError
 from worker.loop import run_worker
 
 TOKEN = "secret-token"
-PLAN = plan({"model": {"arch": "gpt", "num_layers": 4, "hidden_size": 32, "num_heads": 4,
-                       "vocab_size": 256, "seq_len": 64},
-             "train_batch_size": 4, "train_steps": 100})
+PLAN = plan(
+    {
+        "model": {
+            "arch": "gpt",
+            "num_layers": 4,
+            "hidden_size": 32,
+            "num_heads": 4,
+            "vocab_size": 256,
+            "seq_len": 64,
+        },
+        "train_batch_size": 4,
+        "train_steps": 100,
+    }
+)
 RESULT = ValidationResult(
-    device="cpu", gpu_name=None, torch_version="x", dtype="float32", num_layers=4,
-    num_ltd_layers=2, micro_batch_size=1, seq_len=64, scaled_down=[], step_times=[],
-    step_time_fit=[1.0, 0.0, 0.0], measured_wall_clock_saving=0.1, flops_saving=0.2, mfu=None,
-    peak_memory_bytes=None, seconds=1.0)
+    device="cpu",
+    gpu_name=None,
+    torch_version="x",
+    dtype="float32",
+    num_layers=4,
+    num_ltd_layers=2,
+    micro_batch_size=1,
+    seq_len=64,
+    scaled_down=[],
+    step_times=[],
+    step_time_fit=[1.0, 0.0, 0.0],
+    measured_wall_clock_saving=0.1,
+    flops_saving=0.2,
+    mfu=None,
+    peak_memory_bytes=None,
+    seconds=1.0,
+)
 
 
 class FakeApi:
@@ -45,9 +69,12 @@ class FakeApi:
                 if not self.queue:
                     return 204, None
                 job_id = self.queue.pop(0)
-                return 200, {"job": {"id": job_id, "settings": {"mode": "throughput"}},
-                             "plan": PLAN.model_dump(mode="json"), "lease_id": "L-" + job_id,
-                             "lease_expires_at": "2030-01-01T00:00:00Z"}
+                return 200, {
+                    "job": {"id": job_id, "settings": {"mode": "throughput"}},
+                    "plan": PLAN.model_dump(mode="json"),
+                    "lease_id": "L-" + job_id,
+                    "lease_expires_at": "2030-01-01T00:00:00Z",
+                }
             if self.lease_conflict:
                 return 409, {"detail": "lease not current"}
             if path.endswith("/heartbeat"):
@@ -95,6 +122,7 @@ def slow_run(steps: int = 20, delay_s: float = 0.02):
             time.sleep(delay_s)
             progress((i + 1) / steps, f"step {i + 1}")
         return RESULT
+
     return run
 
 
@@ -173,8 +201,9 @@ def test_reconnects_with_backoff_when_api_is_down() -> None:
     servers: list[ThreadingHTTPServer] = []
     threading.Timer(1.2, lambda: servers.append(serve(fake, port))).start()
     started = time.perf_counter()
-    run_worker(f"http://127.0.0.1:{port}", TOKEN, once=True, heartbeat_interval_s=0.05,
-               run=slow_run(2))
+    run_worker(
+        f"http://127.0.0.1:{port}", TOKEN, once=True, heartbeat_interval_s=0.05, run=slow_run(2)
+    )
     assert time.perf_counter() - started >= 1.2
     assert len(fake.paths("/complete")) == 1
     servers[0].shutdown()

@@ -19,20 +19,29 @@ from worker.loop import run_worker  # noqa: E402
 from worker.validate import run_validation  # noqa: E402
 
 TOKEN = "e2e-worker-token"
-TINY_MODEL = {"arch": "gpt", "num_layers": 4, "hidden_size": 32, "num_heads": 4,
-              "vocab_size": 256, "seq_len": 64}
+TINY_MODEL = {
+    "arch": "gpt",
+    "num_layers": 4,
+    "hidden_size": 32,
+    "num_heads": 4,
+    "vocab_size": 256,
+    "seq_len": 64,
+}
 
 pytestmark = pytest.mark.slow
 
 
-
 @pytest.fixture
 def api_url(tmp_path) -> Iterator[str]:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'ltd.db'}", worker_token=TOKEN,
-                        lease_seconds=30)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'ltd.db'}", worker_token=TOKEN, lease_seconds=30
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -46,9 +55,11 @@ def api_url(tmp_path) -> Iterator[str]:
 
 def _paced_validation(plan, settings, progress):
     """The real `run_validation`, paced so that heartbeats see it part-way on any machine."""
+
     def paced(fraction: float, message: str) -> None:
         progress(fraction, message)
         time.sleep(0.05)
+
     return run_validation(plan, settings, paced)
 
 
@@ -59,9 +70,13 @@ def test_job_goes_from_queued_to_succeeded_with_progress(api_url: str) -> None:
 
 def _run_job_end_to_end(http: httpx.Client, api_url: str) -> None:
     settings = {"mode": "throughput", "warmup_steps": 2, "measure_steps": 5, "device": "cpu"}
-    response = http.post("/v1/jobs", json={
-        "plan_request": {"model": TINY_MODEL, "train_batch_size": 4, "train_steps": 200},
-        "settings": settings})
+    response = http.post(
+        "/v1/jobs",
+        json={
+            "plan_request": {"model": TINY_MODEL, "train_batch_size": 4, "train_steps": 200},
+            "settings": settings,
+        },
+    )
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["state"] == "queued"
@@ -77,8 +92,14 @@ def _run_job_end_to_end(http: httpx.Client, api_url: str) -> None:
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        run_worker(api_url, TOKEN, worker_id="e2e", once=True, heartbeat_interval_s=0.1,
-                   run=_paced_validation)
+        run_worker(
+            api_url,
+            TOKEN,
+            worker_id="e2e",
+            once=True,
+            heartbeat_interval_s=0.1,
+            run=_paced_validation,
+        )
     finally:
         done.set()
         watcher.join()

@@ -90,8 +90,9 @@ def test_causal_attention_among_kept_equals_attention_on_subsequence() -> None:
         allowed[idx[b][:, None], idx[b][None, :]] = True
         allowed &= torch.ones(20, 20, dtype=torch.bool).tril()
         allowed |= torch.eye(20, dtype=torch.bool)
-        dense = F.scaled_dot_product_attention(q[b:b + 1], k[b:b + 1], v[b:b + 1],
-                                               attn_mask=allowed)
+        dense = F.scaled_dot_product_attention(
+            q[b : b + 1], k[b : b + 1], v[b : b + 1], attn_mask=allowed
+        )
         torch.testing.assert_close(got[b], dense[0][:, idx[b]])
 
 
@@ -152,8 +153,9 @@ def test_rotary_positions_gathered_with_tokens() -> None:
     wrapped = RandomLTDLayer(block).train()
     x = torch.randn(2, 12, 16)
     pos = torch.arange(12).expand(2, 12)
-    out = wrapped(x, reserved_length=5, position_ids=pos,
-                  generator=torch.Generator().manual_seed(9))
+    out = wrapped(
+        x, reserved_length=5, position_ids=pos, generator=torch.Generator().manual_seed(9)
+    )
     idx = sample_kept_indices(2, 12, 5, torch.Generator().manual_seed(9))
     for b in range(2):
         ref = block(x[b, idx[b]][None], position_ids=idx[b][None])[0]
@@ -164,16 +166,28 @@ def test_rotary_positions_gathered_with_tokens() -> None:
 
 def test_rotary_is_relative() -> None:
     q, k = torch.randn(2, 1, 1, 1, 8).unbind(0)
+
     def score(i: int, j: int) -> torch.Tensor:
         return (rotary(q, torch.tensor([[i]])) * rotary(k, torch.tensor([[j]]))).sum()
+
     torch.testing.assert_close(score(3, 1), score(10, 8))
 
 
-@pytest.mark.parametrize("overrides", [
-    {}, {"position": "rotary", "activation": "swiglu", "num_kv_heads": 2, "norm": "rmsnorm",
-         "bias": False, "tie_embeddings": False},
-    {"arch": "bert"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "position": "rotary",
+            "activation": "swiglu",
+            "num_kv_heads": 2,
+            "norm": "rmsnorm",
+            "bias": False,
+            "tie_embeddings": False,
+        },
+        {"arch": "bert"},
+    ],
+)
 def test_full_reserved_length_equals_plain_model_exactly(overrides: dict) -> None:
     model = build_model(tiny_shape(**overrides)).train()
     tokens = torch.randint(0, 64, (2, 16))
@@ -226,8 +240,9 @@ def test_drop_apply_restore_gradient_when_x_is_also_used_elsewhere() -> None:
     idx = sample_kept_indices(2, 10, 3)
     g1, g2 = torch.randn(2, 10, 8), torch.randn(2, 10, 8)
     ((drop_apply_restore(x1, idx, layer) * g1).sum() + (x1.tanh() * g2).sum()).backward()
-    ((scatter_tokens(x2, layer(gather_tokens(x2, idx)), idx) * g1).sum()
-     + (x2.tanh() * g2).sum()).backward()
+    (
+        (scatter_tokens(x2, layer(gather_tokens(x2, idx)), idx) * g1).sum() + (x2.tanh() * g2).sum()
+    ).backward()
     torch.testing.assert_close(x1.grad, x2.grad)
 
 
@@ -247,8 +262,12 @@ def test_drop_apply_restore_gradient_through_the_layer_only() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(batch=st.integers(1, 4), seq_len=st.integers(1, 40), data=st.data(),
-       seq_dim=st.sampled_from([0, 1]))
+@given(
+    batch=st.integers(1, 4),
+    seq_len=st.integers(1, 40),
+    data=st.data(),
+    seq_dim=st.sampled_from([0, 1]),
+)
 def test_restoring_the_gathered_tokens_is_the_identity(batch, seq_len, data, seq_dim) -> None:
     r = data.draw(st.integers(1, seq_len))
     idx = sample_kept_indices(batch, seq_len, r)

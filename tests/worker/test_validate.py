@@ -8,8 +8,14 @@ from planner import plan
 from planner.validation import ValidationResult, ValidationSettings
 from worker.validate import default_reserved_lengths, run_validation, size_job
 
-TINY_MODEL = {"arch": "gpt", "num_layers": 4, "hidden_size": 32, "num_heads": 4,
-              "vocab_size": 256, "seq_len": 64}
+TINY_MODEL = {
+    "arch": "gpt",
+    "num_layers": 4,
+    "hidden_size": 32,
+    "num_heads": 4,
+    "vocab_size": 256,
+    "seq_len": 64,
+}
 
 
 def tiny_plan():
@@ -27,21 +33,36 @@ def test_size_job_scales_layers_then_sequence_and_says_why() -> None:
     p = plan({"model": "gpt2", "train_batch_size": 8, "train_steps": 100})
     from planner.models import get_preset
 
-    size = size_job(get_preset("gpt2"), ValidationSettings(), plan_micro_batch_size=1,
-                    budget_s=1.0, memory_bytes=2**40, flops_per_s=1e10, step_equivalents=40)
+    size = size_job(
+        get_preset("gpt2"),
+        ValidationSettings(),
+        plan_micro_batch_size=1,
+        budget_s=1.0,
+        memory_bytes=2**40,
+        flops_per_s=1e10,
+        step_equivalents=40,
+    )
     assert size.num_layers == 3 and size.seq_len < 1024
     assert any("num_layers 12 -> 6" in s for s in size.scaled_down)
     assert any("seq_len" in s for s in size.scaled_down)
     assert p.model["num_layers"] == 12
-    kept = size_job(get_preset("gpt2"), ValidationSettings(num_layers=5), plan_micro_batch_size=1,
-                    budget_s=1.0, memory_bytes=2**40, flops_per_s=1e10, step_equivalents=40)
+    kept = size_job(
+        get_preset("gpt2"),
+        ValidationSettings(num_layers=5),
+        plan_micro_batch_size=1,
+        budget_s=1.0,
+        memory_bytes=2**40,
+        flops_per_s=1e10,
+        step_equivalents=40,
+    )
     assert kept.num_layers == 5  # a size the user set is kept
 
 
 def test_run_validation_end_to_end_tiny_plan() -> None:
     calls: list[tuple[float, str]] = []
-    settings = ValidationSettings(mode="both", warmup_steps=1, measure_steps=2, train_steps=8,
-                                  device="cpu")
+    settings = ValidationSettings(
+        mode="both", warmup_steps=1, measure_steps=2, train_steps=8, device="cpu"
+    )
     result = run_validation(tiny_plan(), settings, progress=lambda f, m: calls.append((f, m)))
     assert isinstance(result, ValidationResult)
     ValidationResult.model_validate_json(result.model_dump_json())

@@ -15,13 +15,15 @@ print(",".join(bad))
 
 
 def test_worker_imports_no_api_and_no_database() -> None:
-    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True,
-                         check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", CODE], capture_output=True, text=True, check=True, timeout=120
+    )
     assert out.stdout.strip() == ""
 
 
 def test_loop_loads_torch_only_when_it_runs_a_job() -> None:
     code = "import sys, worker.loop; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     assert out.stdout.strip() == "False"

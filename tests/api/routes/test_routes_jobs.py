@@ -4,8 +4,9 @@ from __future__ import annotations
 
 
 def test_submit_for_a_stored_plan(client, stored_plan):
-    response = client.post("/v1/jobs", json={"plan_id": stored_plan,
-                                             "settings": {"mode": "both", "seed": 3}})
+    response = client.post(
+        "/v1/jobs", json={"plan_id": stored_plan, "settings": {"mode": "both", "seed": 3}}
+    )
     assert response.status_code == 202, response.text
     job = response.json()
     assert response.headers["location"] == f"/v1/jobs/{job['id']}"
@@ -43,8 +44,7 @@ def test_submit_errors(client, stored_plan, plan_request):
 
 
 def test_list_filters_by_state_and_paginates(client, stored_plan):
-    ids = [client.post("/v1/jobs", json={"plan_id": stored_plan}).json()["id"]
-           for _ in range(3)]
+    ids = [client.post("/v1/jobs", json={"plan_id": stored_plan}).json()["id"] for _ in range(3)]
     client.post(f"/v1/jobs/{ids[0]}/cancel")
     everything = client.get("/v1/jobs").json()
     assert everything["count"] == 3

@@ -45,8 +45,10 @@ def test_get_by_id_and_unknown_id(client, stored_plan):
 
 
 def test_list_is_paginated_newest_first(client, plan_request):
-    ids = [client.post("/v1/plans", json=plan_request(train_steps=n)).json()["id"]
-           for n in (10, 20, 30)]
+    ids = [
+        client.post("/v1/plans", json=plan_request(train_steps=n)).json()["id"]
+        for n in (10, 20, 30)
+    ]
     page = client.get("/v1/plans", params={"limit": 2, "offset": 0}).json()
     assert page["count"] == 3
     assert [p["id"] for p in page["data"]] == ids[::-1][:2]
@@ -55,18 +57,25 @@ def test_list_is_paginated_newest_first(client, plan_request):
     assert client.get("/v1/plans", params={"limit": 0}).status_code == 422
 
 
-@pytest.mark.parametrize(("overrides", "loc"), [
-    ({"train_steps": None, "train_tokens": -5}, ["body", "train_tokens"]),
-    ({"train_batch_size": 0}, ["body", "train_batch_size"]),
-    ({"model": "gpt-unknown"}, ["body", "model"]),
-    ({"hardware": {"gpu": "tpu-v9"}}, ["body", "hardware", "gpu"]),
-    ({"random_ltd": {"min_value": 512, "max_value": 128, "require_steps": 10}},
-     ["body", "random_ltd", "min_value"]),
-    ({"train_tokens": 10**9}, ["body", "train_tokens"]),
-    ({"random_ltd": {"min_value": 16, "max_value": 4096, "require_steps": 10}},
-     ["body", "random_ltd", "max_value"]),
-    ({"surprise": 1}, ["body", "surprise"]),
-])
+@pytest.mark.parametrize(
+    ("overrides", "loc"),
+    [
+        ({"train_steps": None, "train_tokens": -5}, ["body", "train_tokens"]),
+        ({"train_batch_size": 0}, ["body", "train_batch_size"]),
+        ({"model": "gpt-unknown"}, ["body", "model"]),
+        ({"hardware": {"gpu": "tpu-v9"}}, ["body", "hardware", "gpu"]),
+        (
+            {"random_ltd": {"min_value": 512, "max_value": 128, "require_steps": 10}},
+            ["body", "random_ltd", "min_value"],
+        ),
+        ({"train_tokens": 10**9}, ["body", "train_tokens"]),
+        (
+            {"random_ltd": {"min_value": 16, "max_value": 4096, "require_steps": 10}},
+            ["body", "random_ltd", "max_value"],
+        ),
+        ({"surprise": 1}, ["body", "surprise"]),
+    ],
+)
 def test_bad_request_is_422_naming_the_field(client, plan_request, overrides, loc):
     body = {k: v for k, v in plan_request(**overrides).items() if v is not None}
     response = client.post("/v1/plans", json=body)
@@ -85,8 +94,7 @@ def test_min_value_above_max_value_names_both(client, plan_request):
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[]", b'"text"', b"null"])
 def test_malformed_bodies_are_422(client, raw):
-    response = client.post("/v1/plans", content=raw,
-                           headers={"content-type": "application/json"})
+    response = client.post("/v1/plans", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422
 
 

@@ -17,22 +17,34 @@ from fastapi.testclient import TestClient
 from ltd.formats import human, pct
 from tests.servers import ltd_serve
 
-TITLES = ("Reserved length per dropping layer", "Learning rate against LayerTokens",
-          "Cumulative compute", "Cost side by side")
+TITLES = (
+    "Reserved length per dropping layer",
+    "Learning rate against LayerTokens",
+    "Cumulative compute",
+    "Cost side by side",
+)
 
 
-def _succeed_job(post: Callable[..., Any], job_id: str, result: dict[str, Any],
-                 headers: dict[str, str]) -> None:
+def _succeed_job(
+    post: Callable[..., Any], job_id: str, result: dict[str, Any], headers: dict[str, str]
+) -> None:
     claim = post("/v1/worker/claim", json={"worker_id": "w1"}, headers=headers)
     assert claim.status_code == 200 and claim.json()["job"]["id"] == job_id
-    done = post(f"/v1/worker/jobs/{job_id}/complete",
-                json={"lease_id": claim.json()["lease_id"], "result": result}, headers=headers)
+    done = post(
+        f"/v1/worker/jobs/{job_id}/complete",
+        json={"lease_id": claim.json()["lease_id"], "result": result},
+        headers=headers,
+    )
     assert done.status_code == 200, done.text
 
 
-def test_report_before_and_after_a_job(client: TestClient, stored_plan: str, queued_job: str,
-                                       worker_headers: dict[str, str],
-                                       validation_result: Callable[..., dict[str, Any]]) -> None:
+def test_report_before_and_after_a_job(
+    client: TestClient,
+    stored_plan: str,
+    queued_job: str,
+    worker_headers: dict[str, str],
+    validation_result: Callable[..., dict[str, Any]],
+) -> None:
     plan = client.get(f"/v1/plans/{stored_plan}").json()
     page = client.get(f"/v1/plans/{stored_plan}/report")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -53,8 +65,11 @@ def test_report_of_unknown_plan_is_404(client: TestClient) -> None:
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[str]:
     """The real service (uvicorn, SQLite file) on a free loopback port."""
-    env = {**os.environ, "LTD_DATABASE_URL": f"sqlite:///{tmp_path / 'ltd.db'}",
-           "LTD_WORKER_TOKEN": "browser-test-token"}
+    env = {
+        **os.environ,
+        "LTD_DATABASE_URL": f"sqlite:///{tmp_path / 'ltd.db'}",
+        "LTD_WORKER_TOKEN": "browser-test-token",
+    }
     env.pop("LTD_API_KEYS", None)
     with ltd_serve(tmp_path, env=env) as url:
         yield url
@@ -70,26 +85,47 @@ def _chromium() -> str:
 
 
 @pytest.mark.slow
-def test_report_renders_in_headless_chromium(live_server: str, tmp_path: Path,
-                                             validation_result: Callable[..., dict[str, Any]],
-                                             ) -> None:
+def test_report_renders_in_headless_chromium(
+    live_server: str,
+    tmp_path: Path,
+    validation_result: Callable[..., dict[str, Any]],
+) -> None:
     chromium = _chromium()
     with httpx.Client(base_url=live_server, timeout=60) as http:
-        plan = http.post("/v1/plans", json={
-            "model": "gpt3-125m", "train_batch_size": 64, "train_steps": 3000,
-            "hardware": {"price_per_gpu_hour": 2.0},
-            "lr": {"peak_lr": 6e-4, "decay_tokens": 300_000_000}}).json()
+        plan = http.post(
+            "/v1/plans",
+            json={
+                "model": "gpt3-125m",
+                "train_batch_size": 64,
+                "train_steps": 3000,
+                "hardware": {"price_per_gpu_hour": 2.0},
+                "lr": {"peak_lr": 6e-4, "decay_tokens": 300_000_000},
+            },
+        ).json()
         job = http.post("/v1/jobs", json={"plan_id": plan["id"]}).json()
-        _succeed_job(http.post, job["id"], validation_result(),
-                     {"Authorization": "Bearer browser-test-token"})
+        _succeed_job(
+            http.post,
+            job["id"],
+            validation_result(),
+            {"Authorization": "Bearer browser-test-token"},
+        )
     url = f"{live_server}/v1/plans/{plan['id']}/report"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True,
-                         timeout=120).stdout
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
+    ).stdout
     shot = tmp_path / "report.png"
-    subprocess.run([chromium, *flags, "--window-size=1280,2400", f"--screenshot={shot}", url],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [chromium, *flags, "--window-size=1280,2400", f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=120,
+    )
     # The page rendered: its figures are there, and its numbers are the plan's.
     assert plan["id"] in dom
     assert re.search(r"<svg[^>]*>", dom)

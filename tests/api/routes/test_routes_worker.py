@@ -39,13 +39,13 @@ def test_claim_gives_job_plan_and_lease(client, worker, queued_job, stored_plan)
 
 
 def test_claims_take_the_oldest_first(client, worker, stored_plan):
-    ids = [client.post("/v1/jobs", json={"plan_id": stored_plan}).json()["id"]
-           for _ in range(3)]
+    ids = [client.post("/v1/jobs", json={"plan_id": stored_plan}).json()["id"] for _ in range(3)]
     assert [claim(worker)["job"]["id"] for _ in ids] == ids
 
 
 def test_lifecycle_heartbeat_complete_calibrates_the_plan(
-        client, worker, queued_job, stored_plan, validation_result):
+    client, worker, queued_job, stored_plan, validation_result
+):
     lease = claim(worker)["lease_id"]
     beat = worker("heartbeat", queued_job, lease_id=lease, progress=0.25, message="warm-up")
     assert beat.status_code == 200 and beat.json()["cancelled"] is False
@@ -60,8 +60,12 @@ def test_lifecycle_heartbeat_complete_calibrates_the_plan(
     assert calibrated["job_id"] == queued_job
     assert calibrated["measured_wall_clock_saving"] == 0.2
     # Reporting twice stores nothing new.
-    again = worker("complete", queued_job, lease_id=lease,
-                   result=validation_result(measured_wall_clock_saving=0.9))
+    again = worker(
+        "complete",
+        queued_job,
+        lease_id=lease,
+        result=validation_result(measured_wall_clock_saving=0.9),
+    )
     assert again.status_code == 409
     assert client.get(f"/v1/jobs/{queued_job}").json() == job
 
@@ -76,7 +80,8 @@ def test_heartbeat_renews_the_lease(client, worker, queued_job, clock):
 
 
 def test_expired_lease_requeues_and_stale_reports_get_409(
-        client, worker, queued_job, clock, validation_result):
+    client, worker, queued_job, clock, validation_result
+):
     first = claim(worker, "w1")["lease_id"]
     clock.advance(LEASE_S + 1)
     second = claim(worker, "w2")
@@ -90,17 +95,19 @@ def test_expired_lease_requeues_and_stale_reports_get_409(
     ]
     assert [r.status_code for r in stale] == [409] * 4
     assert client.get(f"/v1/jobs/{queued_job}").json() == before
-    done = worker("complete", queued_job, lease_id=second["lease_id"],
-                  result=validation_result())
+    done = worker("complete", queued_job, lease_id=second["lease_id"], result=validation_result())
     assert done.json()["state"] == "succeeded"
 
 
 def test_report_after_expiry_without_reclaim_is_409_and_requeues(
-        client, worker, queued_job, clock, validation_result):
+    client, worker, queued_job, clock, validation_result
+):
     lease = claim(worker)["lease_id"]
     clock.advance(LEASE_S + 1)
-    assert worker("complete", queued_job, lease_id=lease,
-                  result=validation_result()).status_code == 409
+    assert (
+        worker("complete", queued_job, lease_id=lease, result=validation_result()).status_code
+        == 409
+    )
     job = client.get(f"/v1/jobs/{queued_job}").json()
     assert job["state"] == "queued" and job["result"] is None
     assert "expired" in job["error"]
@@ -117,7 +124,7 @@ def test_readers_see_expired_leases_requeued(client, worker, queued_job, clock):
     assert [j["id"] for j in listed["data"]] == [queued_job]
     claim(worker)
     clock.advance(LEASE_S + 1)
-    assert "ltd_jobs{state=\"failed\"} 1.0" in client.get("/metrics").text
+    assert 'ltd_jobs{state="failed"} 1.0' in client.get("/metrics").text
 
 
 def test_attempts_exhausted_by_expiry_fail_with_reason(client, worker, queued_job, clock):
@@ -133,8 +140,9 @@ def test_attempts_exhausted_by_expiry_fail_with_reason(client, worker, queued_jo
 def test_retryable_failure_requeues_until_attempts_run_out(client, worker, queued_job):
     for attempt in (1, 2):
         lease = claim(worker)["lease_id"]
-        job = worker("fail", queued_job, lease_id=lease, error=f"oom {attempt}",
-                     retryable=True).json()
+        job = worker(
+            "fail", queued_job, lease_id=lease, error=f"oom {attempt}", retryable=True
+        ).json()
         assert job["state"] == "queued" and job["error"] == f"oom {attempt}"
     lease = claim(worker)["lease_id"]
     job = worker("fail", queued_job, lease_id=lease, error="oom 3", retryable=True).json()
@@ -175,8 +183,7 @@ def test_bad_reports_are_422_and_change_nothing(client, worker, queued_job, vali
         worker("heartbeat", queued_job, lease_id=lease, progress=1.5),
         worker("heartbeat", queued_job, lease_id=lease),
         worker("complete", queued_job, lease_id=lease, result={"device": "cpu"}),
-        worker("complete", queued_job, lease_id=lease,
-               result=validation_result(step_times="fast")),
+        worker("complete", queued_job, lease_id=lease, result=validation_result(step_times="fast")),
         worker("fail", queued_job, lease_id=lease, error=""),
     ]
     assert [r.status_code for r in bad] == [422] * 5
