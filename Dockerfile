@@ -3,6 +3,8 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY planner planner
+COPY present present
+COPY client client
 COPY api api
 COPY worker worker
 COPY ltd ltd

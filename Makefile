@@ -27,12 +27,15 @@ test: $(STAMP)  ## the whole suite (PostgreSQL tests need LTD_TEST_POSTGRES_URL'
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not postgres"
 
-lint: $(STAMP)
-	$(BIN)/ruff check planner api worker ltd tests benchmarks
+SRC     := planner present client api worker ltd tests benchmarks
+
+lint: $(STAMP)  ## ruff (lint and format --check) and mypy on every package
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format planner api worker ltd tests benchmarks
+	$(BIN)/ruff format $(SRC)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_planner.py

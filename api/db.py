@@ -6,7 +6,8 @@ lock instead of failing), and explicit transactions: reads `BEGIN` (deferred), w
 statement and cannot deadlock on a lock upgrade. PostgreSQL (psycopg 3): plain READ COMMITTED
 transactions; the queue takes rows with `FOR UPDATE SKIP LOCKED` (see `api.crud`).
 
-Run the migrations by hand with ``python -m api.db`` (reads LTD_DATABASE_URL).
+Run the migrations by hand with ``ltd migrate`` (reads LTD_DATABASE_URL); the API also runs
+them at start unless LTD_MIGRATE_ON_START is false.
 """
 
 from __future__ import annotations
@@ -110,16 +111,3 @@ def migrate(url: str, revision: str = "head") -> None:
             command.upgrade(cfg, revision)
     finally:
         engine.dispose()
-
-
-def main() -> None:
-    """``python -m api.db``: migrate the database named by LTD_DATABASE_URL."""
-    from api.settings import Settings
-
-    url = Settings().database_url
-    migrate(url)
-    print("database migrated to the newest schema")
-
-
-if __name__ == "__main__":
-    main()

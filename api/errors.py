@@ -7,7 +7,6 @@ becomes `loc`). The input is never echoed back: it may hold secrets.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from planner import PlanInputError
+from planner.errors import split_named
 
 
 class NotFoundError(Exception):
@@ -50,17 +50,12 @@ def _detail(loc: Sequence[str | int], msg: str, type_: str) -> dict[str, object]
     return {"loc": list(loc), "msg": msg, "type": type_}
 
 
-_NAMED = re.compile(r"([a-z_]+): (.*)", re.DOTALL)
-
-
 def _pydantic_detail(err: dict[str, Any]) -> dict[str, object]:
     """One pydantic error; a model-level rule that names its field first ("min_value: ...",
     the planner's convention) gets that field appended to `loc`."""
-    loc, msg = list(err["loc"]), str(err["msg"]).removeprefix("Value error, ")
-    named = _NAMED.match(msg) if err["type"] == "value_error" else None
-    if named:
-        loc, msg = [*loc, named[1]], named[2]
-    return _detail(loc, msg, err["type"])
+    loc, msg = list(err["loc"]), str(err["msg"])
+    named, rule = split_named(msg) if err["type"] == "value_error" else (None, msg)
+    return _detail([*loc, named] if named else loc, rule, err["type"])
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:

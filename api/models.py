@@ -6,35 +6,15 @@ PostgreSQL hold the same values. JSON documents are stored as text, exactly as s
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from planner.jobs import JobState
 
-class JobState(enum.StrEnum):
-    """A validation job's life: ``queued -> running -> succeeded | failed | cancelled``.
-
-    - ``queued``: waiting for a worker; a running job returns here when its worker releases it,
-      fails with a retryable error, or its lease expires, while attempts remain.
-    - ``running``: claimed by a worker under a lease (``lease_id``, ``lease_expires_at``).
-    - ``succeeded``: the worker reported a result; the plan shows its calibrated projection.
-    - ``failed``: a non-retryable error, or attempts exhausted (``error`` says why).
-    - ``cancelled``: cancelled by a user while queued or running; a running worker learns it
-      from its next heartbeat.
-    """
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+__all__ = ["Base", "JobRow", "JobState", "PlanRow", "UTCDateTime"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from api.models import JobState
 from planner import CheckLimits, Plan, PlanRequest
+from planner.jobs import JobPublic
 from planner.validation import ValidationResult, ValidationSettings
 
 PLAN_REQUEST_EXAMPLE: dict[str, Any] = {
@@ -72,27 +72,6 @@ class JobCreate(BaseModel):
         if (self.plan_id is None) == (self.plan_request is None):
             raise ValueError("give exactly one of plan_id and plan_request")
         return self
-
-
-class JobPublic(BaseModel):
-    """A validation job as clients see it (the lease id stays with the worker)."""
-
-    id: str
-    plan_id: str
-    state: JobState
-    attempts: int = Field(description="Claims so far (a released claim is not counted).")
-    max_attempts: int
-    progress: float = Field(description="Fraction done, 0..1, as the worker last reported.")
-    progress_message: str | None
-    settings: ValidationSettings
-    result: ValidationResult | None
-    error: str | None
-    worker_id: str | None
-    lease_expires_at: datetime | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
 
 
 class JobsPublic(BaseModel):

@@ -1,85 +1,54 @@
-"""Talking to an ltd server from the CLI (httpx)."""
+"""The CLI's calls to an ltd server (`ltd submit`, `ltd check --server`), over `client.base`."""
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 from typing import Any
 
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from client.base import ApiClient
 from planner.check import CheckLimits, CheckResult
-from planner.plan import Plan, PlanRequest
+from planner.document import Plan, request_from_plan
+from planner.errors import PlanInputError
+from planner.jobs import JobPublic
+from planner.request import PlanRequest
 
 
-def headers() -> dict[str, str]:
-    key = os.environ.get("LTD_API_KEY")
-    return {"Authorization": f"Bearer {key}"} if key else {}
+class ServerClient(ApiClient):
+    """An ltd server, with the API key from LTD_API_KEY when it is set."""
 
+    def __init__(self, server: str) -> None:
+        super().__init__(server, os.environ.get("LTD_API_KEY"))
 
-def remote_check(
-    server: str, req: PlanRequest, limits: CheckLimits, previous: Plan | None
-) -> CheckResult:
-    """`POST /v1/checks` on a server; an earlier plan is stored there first (by its request, so
-    its id is the same) to be compared against."""
-    from planner.plan import request_from_plan
-
-    client = Client(server)
-    body: dict[str, Any] = {
-        "request": req.model_dump(mode="json", exclude_none=True),
-        "limits": limits.model_dump(exclude_none=True),
-    }
-    if previous is not None:
-        old = request_from_plan(previous).model_dump(mode="json", exclude_none=True)
-        body["compare_plan_id"] = client.call("POST", "/v1/plans", json=old)["id"]
-    return CheckResult.model_validate(client.call("POST", "/v1/checks", json=body))
-
-
-TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-class Client:
-    """The few calls `ltd submit` makes; every error becomes an InputError (exit 2) that says
-    what the server answered."""
-
-    def __init__(self, server: str, timeout_s: float = 30.0) -> None:
-        import httpx
-
-        self.server = server.rstrip("/")
-        self.http = httpx.Client(base_url=self.server, headers=headers(), timeout=timeout_s)
-
-    def call(self, method: str, path: str, **kw: Any) -> Any:
-        import httpx
-
-        from ltd.cli import InputError
-
-        try:
-            resp = self.http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise InputError("--server", f"cannot reach {self.server}: {exc}") from None
-        if resp.status_code == 422:
-            raise InputError("request", f"the server refused it: {resp.json().get('detail')}")
-        if resp.status_code == 404:
-            raise InputError("id", f"{path}: not found on {self.server}")
-        if resp.status_code >= 400:
-            raise InputError(
-                "--server", f"{method} {path} answered {resp.status_code}: {resp.text[:300]}"
-            )
-        return resp.json()
-
-    def submit_job(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.call("POST", "/v1/jobs", json=body)
-
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        return self.call("GET", f"/v1/jobs/{job_id}")
+    def store_plan(self, request: PlanRequest) -> Plan:
+        body = request.model_dump(mode="json", exclude_none=True)
+        return Plan.model_validate(self.post("/v1/plans", body))
 
     def get_plan(self, plan_id: str) -> Plan:
-        return Plan.model_validate(self.call("GET", f"/v1/plans/{plan_id}"))
+        return Plan.model_validate(self.get(f"/v1/plans/{plan_id}"))
 
-    def follow_job(self, job_id: str, *, timeout_s: float, poll_s: float = 1.0) -> dict[str, Any]:
+    def submit_job(self, body: dict[str, Any]) -> JobPublic:
+        return JobPublic.model_validate(self.post("/v1/jobs", body))
+
+    def get_job(self, job_id: str) -> JobPublic:
+        return JobPublic.model_validate(self.get(f"/v1/jobs/{job_id}"))
+
+    def check(self, req: PlanRequest, limits: CheckLimits, previous: Plan | None) -> CheckResult:
+        """`POST /v1/checks`; an earlier plan is stored there first (by its request, so its id
+        is the same) to be compared against."""
+        body: dict[str, Any] = {
+            "request": req.model_dump(mode="json", exclude_none=True),
+            "limits": limits.model_dump(exclude_none=True),
+        }
+        if previous is not None:
+            body["compare_plan_id"] = self.store_plan(request_from_plan(previous)).id
+        return CheckResult.model_validate(self.post("/v1/checks", body))
+
+    def follow_job(self, job_id: str, *, timeout_s: float, poll_s: float = 1.0) -> JobPublic:
         """Poll a job until it ends, with a progress bar on the terminal."""
-        import sys
-        import time
-
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
         deadline = time.monotonic() + timeout_s
         columns = (
             TextColumn("job {task.fields[job]}"),
@@ -92,18 +61,13 @@ class Client:
             task = bar.add_task("queued", total=1.0, job=job_id)
             while True:
                 job = self.get_job(job_id)
-                bar.update(
-                    task,
-                    completed=job.get("progress") or 0.0,
-                    description=f"{job['state']}: {job.get('progress_message') or ''}"[:60],
-                )
-                if job["state"] in TERMINAL:
+                message = f"{job.state}: {job.progress_message or ''}"
+                bar.update(task, completed=job.progress, description=message[:60])
+                if job.state.terminal:
                     return job
                 if time.monotonic() > deadline:
-                    from ltd.cli import InputError
-
-                    raise InputError(
+                    raise PlanInputError(
                         "--wait-minutes",
-                        f"job {job_id} still {job['state']}; follow it later with its id",
+                        f"job {job_id} still {job.state}; follow it later with its id",
                     )
                 time.sleep(poll_s)

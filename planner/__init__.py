@@ -10,11 +10,14 @@ package, once.
 """
 
 from planner.check import CheckLimits, CheckResult, Violation, check_plan, compare_plans
+from planner.document import Plan
 from planner.errors import PlanInputError
 from planner.hardware import GPU_PRESETS, HardwareConfig
 from planner.lr import LRConfig, learning_rate
 from planner.models import PRESETS, ModelShape, resolve_model
-from planner.plan import Plan, PlanRequest, build_runs, parse_request, plan, resolve
+from planner.plan import plan
+from planner.request import PlanRequest, parse_request
+from planner.resolve import build_runs, resolve
 from planner.schedule import RandomLTDConfig, reserved_length
 
 __all__ = [

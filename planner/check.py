@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.plan import Plan
+from planner.document import Plan
 
 
 class CheckLimits(BaseModel):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from planner.errors import PlanInputError
 from planner.schedule import RandomLTDConfig
 
@@ -100,6 +102,52 @@ def parse_deepspeed_config(cfg: dict[str, Any]) -> DeepSpeedRandomLTD:
     return DeepSpeedRandomLTD(batch, total, config)
 
 
+class _Block(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DeepSpeedScheduleConfig(_Block):
+    require_steps: int
+    seq_per_step: int
+
+
+class DeepSpeedSchedule(_Block):
+    min_value: int
+    max_value: int
+    schedule_type: str = "fixed_linear"
+    schedule_config: DeepSpeedScheduleConfig
+
+
+class DeepSpeedRandomLTDBlock(_Block):
+    """`data_efficiency.data_routing.random_ltd`, with DeepSpeed's key names."""
+
+    enabled: bool = True
+    total_layer_num: int
+    random_ltd_layer_num: int
+    random_ltd_layer_id: list[int]
+    model_mask_name: str = "attention_mask"
+    model_type: str = Field(description="decoder or encoder")
+    hidden_state_order: str = "batch_seq_dim"
+    random_ltd_schedule: DeepSpeedSchedule
+
+
+class DeepSpeedDataRouting(_Block):
+    enabled: bool = True
+    random_ltd: DeepSpeedRandomLTDBlock
+
+
+class DeepSpeedDataEfficiency(_Block):
+    enabled: bool = True
+    data_routing: DeepSpeedDataRouting
+
+
+class DeepSpeedExport(_Block):
+    """The DeepSpeed config keys of a plan: paste them into a DeepSpeed JSON config."""
+
+    train_batch_size: int
+    data_efficiency: DeepSpeedDataEfficiency
+
+
 def export_deepspeed_config(
     cfg: RandomLTDConfig,
     *,
@@ -107,32 +155,25 @@ def export_deepspeed_config(
     layer_ids: tuple[int, ...],
     train_batch_size: int,
     model_type: str = "decoder",
-) -> dict[str, Any]:
+) -> DeepSpeedExport:
     """The DeepSpeed config keys that reproduce a plan's random-LTD run."""
-    return {
-        "train_batch_size": train_batch_size,
-        "data_efficiency": {
-            "enabled": True,
-            "data_routing": {
-                "enabled": True,
-                "random_ltd": {
-                    "enabled": True,
-                    "total_layer_num": num_layers,
-                    "random_ltd_layer_num": len(layer_ids),
-                    "random_ltd_layer_id": list(layer_ids),
-                    "model_mask_name": "attention_mask",
-                    "model_type": model_type,
-                    "hidden_state_order": "batch_seq_dim",
-                    "random_ltd_schedule": {
-                        "min_value": cfg.min_value,
-                        "max_value": cfg.max_value,
-                        "schedule_type": "fixed_linear",
-                        "schedule_config": {
-                            "require_steps": cfg.require_steps,
-                            "seq_per_step": cfg.seq_per_step,
-                        },
-                    },
-                },
-            },
-        },
-    }
+    schedule = DeepSpeedSchedule(
+        min_value=cfg.min_value,
+        max_value=cfg.max_value,
+        schedule_config=DeepSpeedScheduleConfig(
+            require_steps=cfg.require_steps, seq_per_step=cfg.seq_per_step
+        ),
+    )
+    block = DeepSpeedRandomLTDBlock(
+        total_layer_num=num_layers,
+        random_ltd_layer_num=len(layer_ids),
+        random_ltd_layer_id=list(layer_ids),
+        model_type=model_type,
+        random_ltd_schedule=schedule,
+    )
+    return DeepSpeedExport(
+        train_batch_size=train_batch_size,
+        data_efficiency=DeepSpeedDataEfficiency(
+            data_routing=DeepSpeedDataRouting(random_ltd=block)
+        ),
+    )

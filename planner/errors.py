@@ -25,10 +25,19 @@ def input_error_from(exc: ValidationError, prefix: str = "") -> PlanInputError:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     field = ".".join(p for p in (prefix, loc) if p) or "request"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    # A model-level rule names its field first ("min_value: ..."): put it in the path.
-    named = re.match(r"([a-z_]+): (.*)", message, re.DOTALL)
+    named, message = split_named(str(err["msg"]))
     if named:
-        field = ".".join(p for p in (field if field != "request" else "", named[1]) if p)
-        message = named[2]
+        field = ".".join(p for p in (field if field != "request" else "", named) if p)
     return PlanInputError(field, message)
+
+
+_NAMED = re.compile(r"([a-z_]+): (.*)", re.DOTALL)
+
+
+def split_named(message: str) -> tuple[str | None, str]:
+    """A pydantic message as `(field, rule)`: a model-level rule names its field first
+    (the planner's convention, "min_value: must not exceed max_value"), which belongs in the
+    error's location rather than its text. `(None, message)` when it names none."""
+    message = message.removeprefix("Value error, ")
+    named = _NAMED.match(message)
+    return (named[1], named[2]) if named else (None, message)

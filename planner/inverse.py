@@ -14,8 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from planner.document import Plan, plan_from_runs
 from planner.errors import PlanInputError
-from planner.plan import Plan, PlanRequest, Resolved, build_runs, plan_from_runs, resolve
+from planner.request import PlanRequest
+from planner.resolve import Resolved, build_runs, resolve
 from planner.schedule import MAX_REQUIRE_STEPS
 
 Metric = Literal["layer_tokens", "flops"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
 
 from planner.errors import PlanInputError, input_error_from
 
@@ -56,6 +56,15 @@ class ModelShape(BaseModel):
         None, description="Parameter count the model's authors published, for reference."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_num_params(cls, data: Any) -> Any:
+        """`num_params` is computed (and serialised with the shape); a shape read back from a
+        plan document carries it, and it is recomputed rather than trusted."""
+        if isinstance(data, dict) and "num_params" in data:
+            data = {k: v for k, v in data.items() if k != "num_params"}
+        return data
+
     @model_validator(mode="after")
     def _check_heads(self) -> ModelShape:
         if self.hidden_size % self.num_heads:
@@ -91,6 +100,7 @@ class ModelShape(BaseModel):
         """Tokens the output head runs on: every position, but only the CLS token for vit."""
         return 1 if self.arch == "vit" else self.seq_len
 
+    @computed_field(description="Trainable parameters, counted from the shape.")  # type: ignore[prop-decorator]
     @property
     def num_params(self) -> int:
         return count_params(self)

@@ -51,6 +51,11 @@ class RandomLTDConfig(BaseModel):
         return self
 
 
+def default_ltd_layer_ids(num_layers: int) -> tuple[int, ...]:
+    """The default dropping layers: every layer but the first and the last (the paper's)."""
+    return tuple(range(1, num_layers - 1))
+
+
 def reserved_length(steps: np.ndarray | int, cfg: RandomLTDConfig) -> np.ndarray:
     """Tokens kept per dropping layer at optimizer step(s) `steps` (counted from 0)."""
     t = np.asarray(steps, dtype=np.float64)

@@ -17,13 +17,15 @@ by least squares as c0 + c1 r + c2 r^2, so the sum over a run is exact from sum(
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.hardware import gpu_preset_for_name
-from planner.plan import Plan, Runs, build_runs, request_from_plan, resolve
+from planner.document import Calibration, Plan, request_from_plan
+from planner.hardware import cost_usd, gpu_preset_for_name, wall_clock_hours
+from planner.resolve import Runs, build_runs, resolve
 
 
 class ValidationSettings(BaseModel):
@@ -108,8 +110,8 @@ class ValidationResult(BaseModel):
 
 
 def fit_step_time(
-    lengths: list[int] | np.ndarray,
-    times_ms: list[float] | np.ndarray,
+    lengths: Sequence[float] | np.ndarray,
+    times_ms: Sequence[float] | np.ndarray,
 ) -> list[float]:
     """Least-squares T(r) = c0 + c1 r + c2 r^2 (fewer terms when there are fewer points)."""
     r = np.asarray(lengths, dtype=np.float64)
@@ -155,29 +157,29 @@ def runs_for_plan(plan: Plan) -> Runs:
     return runs
 
 
-def calibrate(plan: Plan, result: ValidationResult, *, job_id: str) -> dict[str, Any]:
-    """The calibrated projection a plan shows once a validation job has succeeded."""
-    gpu = gpu_preset_for_name(result.gpu_name)
+def calibrate(plan: Plan, result: ValidationResult, *, job_id: str) -> Calibration:
+    """The calibrated projection a plan shows once a validation job has succeeded: the
+    baseline's hours (with the measured MFU where the job ran on the plan's GPU type), and the
+    random-LTD run's as those times (1 - measured saving)."""
     hw = plan.hardware
-    same_gpu = gpu is not None and gpu == hw.get("gpu") and hw.get("peak_tflops") is not None
-    mfu = result.mfu if same_gpu and result.mfu else hw["mfu"]
-    base_hours = plan.baseline.flops / (hw["num_gpus"] * hw["peak_tflops"] * 1e12 * mfu) / 3600
+    same_gpu = gpu_preset_for_name(result.gpu_name) == hw.gpu
+    mfu = result.mfu if same_gpu and result.mfu else hw.mfu
+    base_hours = wall_clock_hours(plan.baseline.flops, hw, mfu=mfu)
     ltd_hours = base_hours * (1.0 - result.measured_wall_clock_saving)
-    price = hw.get("price_per_gpu_hour")
-    return {
-        "label": f"calibrated by job {job_id} on {result.gpu_name or result.device}",
-        "job_id": job_id,
-        "device": result.device,
-        "gpu_name": result.gpu_name,
-        "mfu": mfu,
-        "mfu_source": "measured" if mfu != hw["mfu"] else "plan default",
-        "measured_wall_clock_saving": result.measured_wall_clock_saving,
-        "flops_saving": plan.savings.flops,
-        "baseline_wall_clock_hours": base_hours,
-        "random_ltd_wall_clock_hours": ltd_hours,
-        "random_ltd_gpu_hours": ltd_hours * hw["num_gpus"],
-        "random_ltd_cost_usd": None if price is None else ltd_hours * hw["num_gpus"] * price,
-    }
+    return Calibration(
+        label=f"calibrated by job {job_id} on {result.gpu_name or result.device}",
+        job_id=job_id,
+        device=result.device,
+        gpu_name=result.gpu_name,
+        mfu=mfu,
+        mfu_source="measured" if mfu != hw.mfu else "plan default",
+        measured_wall_clock_saving=result.measured_wall_clock_saving,
+        flops_saving=plan.savings.flops,
+        baseline_wall_clock_hours=base_hours,
+        random_ltd_wall_clock_hours=ltd_hours,
+        random_ltd_gpu_hours=ltd_hours * hw.num_gpus,
+        random_ltd_cost_usd=cost_usd(ltd_hours * hw.num_gpus, hw),
+    )
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The worker's side of the API's worker protocol (DESIGN.md, "Jobs and workers"), over httpx.
+"""The worker's side of the API's worker protocol (DESIGN.md, "Jobs and workers").
 
     POST {api}/v1/worker/claim                {worker_id}                  -> 200 claim | 204
     POST {api}/v1/worker/jobs/{id}/heartbeat  {lease_id, progress, message} -> {cancelled, ...}
@@ -6,10 +6,10 @@
     POST {api}/v1/worker/jobs/{id}/fail       {lease_id, error, retryable}
     POST {api}/v1/worker/jobs/{id}/release    {lease_id}
 
-Every request carries `Authorization: Bearer <worker token>`. Failures are sorted for the loop:
-`ApiUnavailableError` (no connection, a timeout, a 5xx: try again later), `LeaseLostError`
-(409 or 404: the job is no longer ours, abandon it), `WorkerAuthError` (401/403: retrying will
-not help).
+Every request carries `Authorization: Bearer <worker token>` (`client.base.ApiClient`). Failures
+are sorted for the loop: `ApiUnavailableError` (no connection, a timeout, a 5xx: try again
+later), `LeaseLostError` (409 or 404: the job is no longer ours, abandon it), `WorkerAuthError`
+(401/403, or 503 because the API has no worker token: retrying will not help).
 """
 
 from __future__ import annotations
@@ -19,22 +19,14 @@ from typing import Any
 
 import httpx
 
-from planner.plan import Plan
+from client.base import ApiAuthError, ApiClient, ApiRefusedError, ApiUnavailableError
+from planner.document import Plan
 from planner.validation import ValidationResult, ValidationSettings
 
-REQUEST_TIMEOUT_S = 30.0
+LeaseLostError = ApiRefusedError  # the API refused a report under this lease, or forgot the job
+WorkerAuthError = ApiAuthError
 
-
-class ApiUnavailableError(Exception):
-    """The API could not be reached or answered with a server error; retry with back-off."""
-
-
-class LeaseLostError(Exception):
-    """The API refused a report under this lease (409) or forgot the job (404)."""
-
-
-class WorkerAuthError(Exception):
-    """The API rejected the worker token (401/403, or 503: worker endpoints disabled)."""
+__all__ = ["ApiUnavailableError", "Claim", "LeaseLostError", "WorkerAuthError", "WorkerClient"]
 
 
 @dataclass(frozen=True)
@@ -48,55 +40,27 @@ class Claim:
     lease_expires_at: str
 
 
-class WorkerClient:
+class WorkerClient(ApiClient):
     """One HTTP connection pool to the API; use one per thread."""
 
     def __init__(
-        self,
-        api_url: str,
-        token: str,
-        *,
-        timeout_s: float = REQUEST_TIMEOUT_S,
-        transport: httpx.BaseTransport | None = None,
+        self, api_url: str, token: str, *, transport: httpx.BaseTransport | None = None
     ) -> None:
-        self._http = httpx.Client(
-            base_url=api_url.rstrip("/"),
-            timeout=timeout_s,
-            headers={"Authorization": f"Bearer {token}"},
-            transport=transport,
-        )
+        super().__init__(api_url, token, transport=transport)
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> WorkerClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
         try:
-            response = self._http.post(path, json=body)
-        except httpx.TransportError as exc:
-            raise ApiUnavailableError(f"{path}: {exc!r}") from exc
-        if response.status_code in (401, 403) or (
-            response.status_code == 503 and "worker" in response.text
-        ):
-            raise WorkerAuthError(f"{path}: {response.status_code} {response.text[:200]}")
-        if response.status_code >= 500:
-            raise ApiUnavailableError(f"{path}: {response.status_code} {response.text[:200]}")
-        if response.status_code in (404, 409):
-            raise LeaseLostError(f"{path}: {response.status_code} {response.text[:200]}")
-        response.raise_for_status()
-        return response
+            return self.post(path, body)
+        except ApiUnavailableError as exc:
+            if exc.status == 503 and "worker" in str(exc):  # the API has no worker token set
+                raise WorkerAuthError(str(exc), status=503) from exc
+            raise
 
     def claim(self, worker_id: str) -> Claim | None:
         """The oldest queued job under a fresh lease, or None when nothing is queued."""
-        response = self._post("/v1/worker/claim", {"worker_id": worker_id})
-        if response.status_code == 204:
+        data = self._post("/v1/worker/claim", {"worker_id": worker_id})
+        if data is None:
             return None
-        data = response.json()
         return Claim(
             job_id=data["job"]["id"],
             settings=ValidationSettings.model_validate(data["job"].get("settings") or {}),
@@ -112,11 +76,8 @@ class WorkerClient:
             "progress": min(max(progress, 0.0), 1.0),
             "message": message,
         }
-        return bool(
-            self._post(f"/v1/worker/jobs/{claim.job_id}/heartbeat", body)
-            .json()
-            .get("cancelled", False)
-        )
+        answer = self._post(f"/v1/worker/jobs/{claim.job_id}/heartbeat", body)
+        return bool(answer.get("cancelled", False))
 
     def complete(self, claim: Claim, result: ValidationResult) -> None:
         self._post(

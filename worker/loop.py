@@ -20,7 +20,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
-from planner.plan import Plan
+from planner.document import Plan
+from planner.jobs import JobState
 from planner.validation import ValidationResult, ValidationSettings
 from worker.client import ApiUnavailableError, Claim, LeaseLostError, WorkerClient
 
@@ -32,6 +33,7 @@ MAX_BACKOFF_S = 60.0
 # Errors a retry cannot fix: the job's own input (settings, plan, dataset path) is wrong.
 NOT_RETRYABLE = (ValueError, TypeError, FileNotFoundError)
 
+RELEASED = "released"  # handed back to the queue on SIGTERM: the job's state is queued again
 Runner = Callable[[Plan, ValidationSettings, Callable[[float, str], None]], ValidationResult]
 
 
@@ -43,7 +45,7 @@ class JobInterruptedError(Exception):
         self.reason = reason
 
 
-class _JobState:
+class RunningJob:
     """What the run thread and the heartbeat thread share about the job in hand."""
 
     def __init__(self, stop: threading.Event) -> None:
@@ -70,7 +72,7 @@ class _JobState:
 
 
 def _heartbeat_loop(
-    api_url: str, token: str, claim: Claim, state: _JobState, interval_s: float
+    api_url: str, token: str, claim: Claim, state: RunningJob, interval_s: float
 ) -> None:
     """Heartbeat until the job is done; flag cancellation or a lost lease."""
     with WorkerClient(api_url, token) as client:
@@ -124,9 +126,9 @@ def run_job(
     stop: threading.Event,
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
 ) -> str:
-    """Run one claimed job to its end; returns what became of it (succeeded, failed,
-    cancelled, lease lost, released)."""
-    state = _JobState(stop)
+    """Run one claimed job to its end; returns what became of it: the JobState it ends in
+    (succeeded, failed, cancelled), or "lease lost" or "released" (back in the queue)."""
+    state = RunningJob(stop)
     beat = threading.Thread(
         target=_heartbeat_loop,
         name=f"heartbeat-{claim.job_id}",
@@ -134,29 +136,29 @@ def run_job(
         daemon=True,
     )
     beat.start()
-    outcome, result, error = "succeeded", None, None
+    outcome: str = JobState.SUCCEEDED
+    result: ValidationResult | None = None
+    error: BaseException | None = None
     try:
         result = run(claim.plan, claim.settings, state.report)
     except JobInterruptedError as exc:
-        outcome = {"terminating": "released"}.get(exc.reason, exc.reason)
+        outcome = {"terminating": RELEASED}.get(exc.reason, exc.reason)
     except Exception as exc:  # any failure of the run is the job's failure, reported
-        outcome, error = "failed", exc
+        outcome, error = JobState.FAILED, exc
     finally:
         state.done.set()
         beat.join()
-    if outcome == "succeeded" and state.cancelled.is_set():
-        outcome = "cancelled"  # cancelled after the last progress report: report nothing
+    if outcome == JobState.SUCCEEDED and state.cancelled.is_set():
+        outcome = JobState.CANCELLED  # cancelled after the last progress report: report nothing
     never = threading.Event()  # final reports are retried even while terminating
-    if outcome == "succeeded":
-        _report(lambda: client.complete(claim, result), never, "complete")
-    elif outcome == "failed":
+    if result is not None and outcome == JobState.SUCCEEDED:
+        done = result
+        _report(lambda: client.complete(claim, done), never, "complete")
+    elif error is not None:
         text = "".join(traceback.format_exception(error))[-4000:]
-        _report(
-            lambda: client.fail(claim, text, retryable=not isinstance(error, NOT_RETRYABLE)),
-            never,
-            "fail",
-        )
-    elif outcome == "released":
+        retryable = not isinstance(error, NOT_RETRYABLE)
+        _report(lambda: client.fail(claim, text, retryable=retryable), never, "fail")
+    elif outcome == RELEASED:
         _report(lambda: client.release(claim), never, "release")
     log.info("job %s: %s", claim.job_id, outcome)
     return outcome
@@ -198,7 +200,9 @@ def run_worker(
     at most one job (none if the queue is empty) and return. `run` defaults to
     `worker.validate.run_validation`."""
     if run is None:
-        from worker.validate import run_validation as run  # torch loads only when needed
+        from worker.validate import run_validation  # torch loads only when needed
+
+        run = run_validation
     stop = stop or threading.Event()
     worker_id = worker_id or default_worker_id()
     with _sigterm_sets(stop), WorkerClient(api_url, token) as client:

@@ -14,7 +14,8 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -68,7 +69,7 @@ def timed_ms(fn: Callable[[], object], device: torch.device, *, warmup: int, rep
 def forward_backward_ms(
     model: nn.Module,
     batch: tuple[torch.Tensor, torch.Tensor],
-    lengths: list[int | None],
+    lengths: Sequence[int | None],
     *,
     amp_dtype: torch.dtype,
     warmup: int,
@@ -105,7 +106,7 @@ def forward_backward_ms(
     times: list[list[float]] = [[] for _ in lengths]
     for _ in range(repeats):
         for j, r in enumerate(lengths):
-            times[j].append(timed_ms(lambda r=r: micro_step(r), device, warmup=0, repeats=1))
+            times[j].append(timed_ms(partial(micro_step, r), device, warmup=0, repeats=1))
             advance()
     return [statistics.median(t) for t in times]
 

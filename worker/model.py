@@ -16,12 +16,9 @@ import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from torch import Tensor, nn
 
 from planner.models import ModelShape
+from planner.schedule import default_ltd_layer_ids
+from planner.sizing import padded_vocab_size
 from worker.ltd import RandomLTDLayer
-
-
-def default_ltd_layer_ids(num_layers: int) -> tuple[int, ...]:
-    """The planner's default: every layer but the first and the last drops tokens."""
-    return tuple(range(1, num_layers - 1))
 
 
 class RMSNorm(nn.Module):
@@ -74,6 +71,8 @@ class Attention(nn.Module):
         k, v = self.kv(x_BSH).view(B, S, 2, self.num_kv_heads, self.head_dim).unbind(2)
         k_BGSD, v_BGSD = k.transpose(1, 2), v.transpose(1, 2)
         if self.rotary:
+            if position_ids_BS is None:
+                raise ValueError("rotary attention needs position ids")
             q_BNSD, k_BGSD = rotary(q_BNSD, position_ids_BS), rotary(k_BGSD, position_ids_BS)
         if self.num_kv_heads != self.num_heads:  # grouped-query attention: share each kv head
             repeat = self.num_heads // self.num_kv_heads
@@ -133,18 +132,6 @@ class Block(nn.Module):
     ) -> Tensor:
         x_BSH = x_BSH + self.attn(self.norm1(x_BSH), position_ids, padding_mask)
         return x_BSH + self.mlp(self.norm2(x_BSH))
-
-
-VOCAB_MULTIPLE = 128
-
-
-def padded_vocab_size(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
-    """The embedding and head width: the vocabulary rounded up to a multiple of 128, as
-    Megatron's --make-vocab-size-divisible-by does (GPT-2's 50,257 -> 50,304). A width that is
-    no multiple of 8 sends the head's matmuls, the largest of a small model's step, to slow
-    fallback kernels (measured on an H100: 39 of 86 ms of a step at r = 128). Targets never
-    reach the padding rows, which only learn to score low."""
-    return -(-vocab_size // multiple) * multiple
 
 
 class Transformer(nn.Module):
@@ -275,8 +262,6 @@ __all__ = [
     "Encoder",
     "Transformer",
     "build_model",
-    "default_ltd_layer_ids",
     "num_params",
-    "padded_vocab_size",
     "rotary",
 ]

@@ -21,6 +21,7 @@ from planner.budget import Accounting
 from planner.lr import LRConfig, learning_rate_per_step
 from planner.schedule import RandomLTDConfig, reserved_length
 from worker.data import Corpus
+from worker.model import Transformer
 
 MLM_MASK_FRACTION = 0.15  # BERT's masked-LM rate
 
@@ -32,9 +33,12 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     return torch.autocast(device.type, dtype=dtype)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> Transformer:
     """The model inside a DistributedDataParallel wrapper, or the model itself."""
-    return getattr(model, "module", model)
+    core = getattr(model, "module", model)
+    if not isinstance(core, Transformer):
+        raise TypeError(f"expected a Transformer, or one wrapped in DDP; got {type(core).__name__}")
+    return core
 
 
 def loss_fn(

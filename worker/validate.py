@@ -13,20 +13,30 @@ The job, stage by stage (DESIGN.md, "Validation jobs"):
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from planner.budget import Accounting, profile_until
-from planner.flops import activation_bytes
+from planner.document import Plan
 from planner.lr import LRConfig
 from planner.models import ModelShape
-from planner.plan import Plan
-from planner.schedule import RandomLTDConfig
+from planner.sizing import (
+    EVAL_BATCHES,
+    JobSize,
+    accumulation_steps,
+    default_reserved_lengths,
+    measured_ltd_layer_ids,
+    measured_shape,
+    scaled_lengths,
+    scaled_schedule,
+    size_job,
+    step_equivalents,
+)
 from planner.validation import (
     ConvergenceResult,
     StepTime,
@@ -38,155 +48,17 @@ from planner.validation import (
 )
 from worker import distributed, measure
 from worker.data import Corpus, load_corpus
-from worker.model import Transformer, build_model, default_ltd_layer_ids, padded_vocab_size
+from worker.model import Transformer, build_model
 from worker.train import make_optimizer, run_schedule, train, unwrap
 
 Progress = Callable[[float, str], None]
 
 CPU_BUDGET_S = 45.0  # on a CPU a job is a pipeline check: keep it to about a minute
 BUDGET_FRACTION = 0.6  # share of max_minutes the timed and trained steps may fill
-STEP_EFFICIENCY = 0.35  # a training step reaches about this share of the matmul probe's FLOP/s
-MIN_LAYERS = 3  # the first and the last layer never drop: 3 leaves one dropping layer
-MIN_SEQ_LEN = 64
-DEFAULT_NUM_LENGTHS = 5
-EVAL_BATCHES = 4
 DEFAULT_PEAK_LR = 1e-3
 
 
-@dataclass(frozen=True)
-class JobSize:
-    """The model a job actually measures, and why it differs from the plan's."""
-
-    num_layers: int
-    micro_batch_size: int
-    seq_len: int
-    scaled_down: tuple[str, ...]
-
-
-def default_reserved_lengths(
-    cfg: RandomLTDConfig, seq_len: int, count: int = DEFAULT_NUM_LENGTHS
-) -> list[int]:
-    """`count` lengths evenly from min_value to S, each rounded down to a multiple of
-    seq_per_step (as the schedule rounds), the two ends included."""
-    points = np.linspace(cfg.min_value, seq_len, count)
-    rounded = [max(cfg.min_value, int(p) // cfg.seq_per_step * cfg.seq_per_step) for p in points]
-    return sorted({*rounded[:-1], seq_len})
-
-
-def _scaled_lengths(lengths: list[int], seq_len: int, measured_seq_len: int) -> list[int]:
-    """Plan lengths mapped onto a shortened sequence, keeping r / S."""
-    return sorted(
-        {max(1, min(measured_seq_len, round(r * measured_seq_len / seq_len))) for r in lengths}
-    )
-
-
-def measured_shape(m: ModelShape, size: JobSize) -> ModelShape:
-    return m.model_copy(update={"num_layers": size.num_layers, "seq_len": size.seq_len})
-
-
-def _ltd_layer_ids(plan: Plan, size: JobSize) -> tuple[int, ...]:
-    """The plan's dropping layers when measuring every layer, else the default pattern."""
-    if size.num_layers == plan.model["num_layers"] and plan.random_ltd_config.layer_ids:
-        return tuple(plan.random_ltd_config.layer_ids)
-    return default_ltd_layer_ids(size.num_layers)
-
-
-# 1. Size --------------------------------------------------------------------------------------
-
-
-def _estimate_s(
-    m: ModelShape,
-    num_layers: int,
-    mb: int,
-    seq_len: int,
-    *,
-    step_equivalents: float,
-    flops_per_s: float,
-) -> float:
-    shape = m.model_copy(update={"num_layers": num_layers, "seq_len": seq_len})
-    step = measure.step_model_flops(
-        seq_len, shape, micro_batch_size=mb, num_ltd_layers=len(default_ltd_layer_ids(num_layers))
-    )
-    return step_equivalents * step / (flops_per_s * STEP_EFFICIENCY)
-
-
-def _estimate_bytes(m: ModelShape, num_layers: int, mb: int, seq_len: int) -> int:
-    """Training memory: fp32 weights, grads and AdamW state (16 bytes a parameter), fp32
-    activations (twice the planner's bf16 estimate; the model's scaled_dot_product_attention
-    stores no attention scores) and the logits with their gradient."""
-    shape = m.model_copy(update={"num_layers": num_layers, "seq_len": seq_len})
-    acts = 2 * activation_bytes(
-        seq_len,
-        shape,
-        num_ltd_layers=0,
-        micro_batch_size=mb,
-        activation_recompute=False,
-        flash_attention=True,
-    )
-    logits = 3 * 4 * mb * shape.head_tokens * padded_vocab_size(shape.vocab_size)
-    return 16 * shape.num_params + acts + logits
-
-
-def size_job(
-    m: ModelShape,
-    settings: ValidationSettings,
-    *,
-    plan_micro_batch_size: int,
-    budget_s: float,
-    memory_bytes: int,
-    flops_per_s: float,
-    step_equivalents: float,
-) -> JobSize:
-    """Shrink layers, then micro-batch, then sequence until the job fits time and memory.
-    Sizes the user set in `settings` are kept."""
-    L = settings.num_layers or m.num_layers
-    mb = settings.micro_batch_size or plan_micro_batch_size
-    S = m.seq_len
-    reasons: list[str] = []
-
-    def fits() -> tuple[bool, str]:
-        mem = _estimate_bytes(m, L, mb, S)
-        if mem > memory_bytes:
-            return False, f"needs ~{mem / 2**30:.1f} GiB of {memory_bytes / 2**30:.1f} GiB"
-        secs = _estimate_s(m, L, mb, S, step_equivalents=step_equivalents, flops_per_s=flops_per_s)
-        if secs > budget_s:
-            return False, f"~{secs:.0f} s of steps exceed the {budget_s:.0f} s budget"
-        return True, ""
-
-    ok, why = fits()
-    while not ok:
-        if settings.num_layers is None and L > MIN_LAYERS:
-            new = max(MIN_LAYERS, L // 2)
-            reasons.append(f"num_layers {L} -> {new}: {why}")
-            L = new
-        elif settings.micro_batch_size is None and mb > 1:
-            reasons.append(f"micro_batch_size {mb} -> {mb // 2}: {why}")
-            mb //= 2
-        elif S > MIN_SEQ_LEN:
-            new = max(MIN_SEQ_LEN, S // 2)
-            reasons.append(
-                f"seq_len {S} -> {new} (reserved lengths scaled alike; attention's "
-                f"share is smaller, so the saving is approximate): {why}"
-            )
-            S = new
-        elif why.startswith("needs"):
-            raise RuntimeError(
-                f"the smallest model ({L} layers, micro-batch {mb}, seq {S}) "
-                f"{why} of memory on this device"
-            )
-        else:
-            break  # the smallest job: run it even if it takes longer than the budget
-        ok, why = fits()
-    return JobSize(L, mb, S, tuple(reasons))
-
-
 # 2. Throughput --------------------------------------------------------------------------------
-
-
-def accumulation_steps(plan: Plan, micro_batch_size: int) -> int:
-    """Micro-batches one device runs per optimizer step of the plan: G / (GPUs x micro-batch)."""
-    per_device = plan.global_batch_size / max(int(plan.hardware.get("num_gpus", 1)), 1)
-    return max(1, math.ceil(per_device / micro_batch_size))
 
 
 def measure_step_times(
@@ -266,24 +138,6 @@ def gather_scatter_fraction(
 # 3. Convergence -------------------------------------------------------------------------------
 
 
-def scaled_schedule(plan: Plan, *, seq_len: int, num_steps: int) -> RandomLTDConfig:
-    """The plan's schedule compressed to a run of `num_steps` steps on sequences of `seq_len`:
-    the same shape of ramp, in proportion."""
-    cfg = plan.random_ltd_config
-    k = seq_len / plan.model["seq_len"]
-    seq_per_step = max(1, round(cfg.seq_per_step * k))
-    ramp = cfg.require_steps / max(plan.random_ltd.steps, 1)
-    return cfg.model_copy(
-        update={
-            "min_value": max(seq_per_step, round(cfg.min_value * k)),
-            "max_value": seq_len,
-            "seq_per_step": seq_per_step,
-            "require_steps": max(1, round(ramp * num_steps)),
-            "layer_ids": None,
-        }
-    )
-
-
 def run_convergence(
     plan: Plan,
     shape: ModelShape,
@@ -327,8 +181,10 @@ def run_convergence(
             amp_dtype=amp_dtype,
             seed=settings.seed,
             eval_batches=EVAL_BATCHES,
-            progress=lambda f, o=offset, w=width: progress(o + w * f),
+            progress=_span(progress, offset, width),
         )
+        if log.eval_loss is None:
+            raise RuntimeError("a convergence run ended without an evaluation loss")
         losses.append(log.eval_loss)
     return ConvergenceResult(
         layer_tokens=base.layer_tokens,
@@ -337,6 +193,17 @@ def run_convergence(
         baseline_eval_loss=float(losses[0]),
         random_ltd_eval_loss=float(losses[1]),
     )
+
+
+def _span(
+    progress: Callable[[float], None], offset: float, width: float
+) -> Callable[[float], None]:
+    """A [0, 1] progress callback mapped onto [offset, offset + width]."""
+
+    def report(fraction: float) -> None:
+        progress(offset + width * fraction)
+
+    return report
 
 
 def _build(
@@ -369,15 +236,6 @@ def _budget_s(settings: ValidationSettings, device: torch.device) -> float:
     return min(budget, CPU_BUDGET_S) if device.type == "cpu" else budget
 
 
-def _step_equivalents(settings: ValidationSettings, num_lengths: int) -> float:
-    """Full-length steps a job runs, roughly: timed sweeps plus two training runs."""
-    sweep = num_lengths * (settings.warmup_steps + settings.measure_steps)
-    train = 2 * settings.train_steps + 2 * EVAL_BATCHES / 3
-    return (sweep if settings.mode != "convergence" else 0) + (
-        train if settings.mode != "throughput" else 0
-    )
-
-
 @dataclass(frozen=True)
 class Throughput:
     """Stage 2's figures."""
@@ -388,6 +246,31 @@ class Throughput:
     gather_scatter_fraction: float | None
     accumulation: int
     optimizer_step_ms: float
+
+    def result_fields(self, device: torch.device) -> dict[str, Any]:
+        """The throughput part of a ValidationResult."""
+        full = self.step_times[-1]  # the full-length step
+        return {
+            "accumulation_steps": self.accumulation,
+            "optimizer_step_ms": self.optimizer_step_ms,
+            "step_times": self.step_times,
+            "step_time_fit": self.fit,
+            "measured_wall_clock_saving": self.saving,
+            "mfu": measure.mfu(full.model_flops_per_s, device),
+            "gather_scatter_fraction": self.gather_scatter_fraction,
+        }
+
+
+# The throughput part of a result where none was measured (convergence mode).
+NO_THROUGHPUT: dict[str, Any] = {
+    "accumulation_steps": 1,
+    "optimizer_step_ms": None,
+    "step_times": [],
+    "step_time_fit": [0.0, 0.0, 0.0],
+    "measured_wall_clock_saving": 0.0,
+    "mfu": None,
+    "gather_scatter_fraction": None,
+}
 
 
 def run_throughput(
@@ -407,7 +290,7 @@ def run_throughput(
     integrate it over the plan's own schedule."""
     shape = measured_shape(m, size)
     model = _build(shape, ltd_ids, settings.seed, device)
-    lengths = _scaled_lengths(lengths_plan, m.seq_len, size.seq_len)
+    lengths = scaled_lengths(lengths_plan, m.seq_len, size.seq_len)
     accumulation = accumulation_steps(plan, size.micro_batch_size)
     times, opt_ms = measure_step_times(
         model,
@@ -463,11 +346,11 @@ def _size(
     return size_job(
         m,
         settings,
-        plan_micro_batch_size=plan.hardware.get("micro_batch_size", 1),
+        plan_micro_batch_size=plan.hardware.micro_batch_size,
         budget_s=_budget_s(settings, device),
         memory_bytes=memory,
         flops_per_s=probe,
-        step_equivalents=_step_equivalents(settings, num_lengths),
+        step_equivalents=step_equivalents(settings, num_lengths),
     )
 
 
@@ -481,14 +364,14 @@ def run_validation(
     distributed.init_distributed(settings.device)  # a no-op unless launched by torchrun
     device = measure.pick_device(settings.device)
     amp_dtype = measure.pick_amp_dtype(device, settings.dtype)
-    m = ModelShape.model_validate({k: v for k, v in plan.model.items() if k != "num_params"})
+    m = plan.model
     lengths_plan = settings.reserved_lengths or default_reserved_lengths(
         plan.random_ltd_config, m.seq_len
     )
     # 1. Size the job to the device's memory and the time budget.
     _phase(progress, 0, 0, "sizing the job")(0)
     size = _size(plan, m, settings, device, amp_dtype, len(lengths_plan))
-    ltd_ids = _ltd_layer_ids(plan, size)
+    ltd_ids = measured_ltd_layer_ids(plan, size)
     corpus = load_corpus(settings.dataset)
     measure.reset_peak_memory(device)
     # 2. Throughput: step time by reserved length, fit, integrate over the plan's schedule.
@@ -522,7 +405,6 @@ def run_validation(
             progress=_phase(progress, tp_end if tp else 0.0, 1.0, "training both runs"),
         )
     _phase(progress, 1, 1, "done")(1)
-    full = tp.step_times[-1] if tp else None  # the full-length step
     return ValidationResult(
         device=device.type,
         gpu_name=measure.gpu_name(device),
@@ -532,16 +414,10 @@ def run_validation(
         num_ltd_layers=len(ltd_ids),
         micro_batch_size=size.micro_batch_size,
         seq_len=size.seq_len,
-        accumulation_steps=tp.accumulation if tp else 1,
-        optimizer_step_ms=tp.optimizer_step_ms if tp else None,
         scaled_down=list(size.scaled_down),
-        step_times=tp.step_times if tp else [],
-        step_time_fit=tp.fit if tp else [0.0, 0.0, 0.0],
-        measured_wall_clock_saving=tp.saving if tp else 0.0,
         flops_saving=plan.savings.flops,
-        mfu=measure.mfu(full.model_flops_per_s, device) if full else None,
         peak_memory_bytes=measure.peak_memory_bytes(device),
-        gather_scatter_fraction=tp.gather_scatter_fraction if tp else None,
         convergence=convergence,
         seconds=time.perf_counter() - started,
+        **(tp.result_fields(device) if tp else NO_THROUGHPUT),
     )

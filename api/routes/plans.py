@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api import crud, service
 from api.deps import ClockDep, DbDep, require_api_key
-from api.report import render_report
 from api.schemas import PLAN_REQUEST_EXAMPLE, PlansPublic
 from planner import Plan, PlanRequest
+from present.report import render_report
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"], dependencies=[Depends(require_api_key)])
 

@@ -30,6 +30,7 @@ from api.schemas import (
     ReleaseRequest,
 )
 from planner import Plan
+from planner.jobs import JobState
 
 router = APIRouter(
     prefix="/v1/worker", tags=["worker"], dependencies=[Depends(require_worker_token)]
@@ -93,7 +94,7 @@ def heartbeat(
             lease_seconds=settings.lease_seconds,
         )
         return HeartbeatPublic(
-            cancelled=job.state == "cancelled", lease_expires_at=job.lease_expires_at
+            cancelled=job.state == JobState.CANCELLED, lease_expires_at=job.lease_expires_at
         )
 
 

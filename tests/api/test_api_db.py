@@ -35,11 +35,11 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
         db.dispose()
 
 
-def test_migrations_run_as_a_command(tmp_path):
+def test_migrations_run_as_ltd_migrate(tmp_path):
     url = f"sqlite:///{tmp_path / 'cmd.db'}"
     env = {**os.environ, "LTD_DATABASE_URL": url}
     done = subprocess.run(
-        [sys.executable, "-m", "api.db"],
+        [sys.executable, "-m", "ltd", "migrate"],
         env=env,
         capture_output=True,
         text=True,

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ltd.formats import pct
+from present.formats import pct
 from tests.servers import ltd_serve
 
 pytestmark = pytest.mark.slow

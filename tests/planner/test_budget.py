@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from planner import build_runs, plan, resolve
 from planner.budget import Accounting, profile_until
-from planner.plan import PlanRequest
+from planner.request import PlanRequest
 from planner.schedule import RandomLTDConfig
 
 

@@ -81,7 +81,7 @@ def test_n_squared_term_is_not_an_average_length() -> None:
     exact = 3 * 8 * 22 * (F.attention_flops(128, m) + F.attention_flops(2048, m))
     averaged = 3 * 8 * 22 * 2 * F.attention_flops(1088, m)
     full_layers = 3 * 8 * 2 * 2 * F.attention_flops(2048, m)
-    attention = p.random_ltd.flops_breakdown["attention"]
+    attention = p.random_ltd.flops_breakdown.attention
     assert attention == exact + full_layers != averaged + full_layers
 
 

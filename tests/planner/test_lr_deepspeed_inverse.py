@@ -10,7 +10,7 @@ from planner.deepspeed import parse_deepspeed_config
 from planner.errors import PlanInputError
 from planner.inverse import InverseRequest, solve
 from planner.lr import LRConfig, learning_rate, learning_rate_per_step
-from planner.plan import parse_request
+from planner.request import parse_request
 
 LR = LRConfig(peak_lr=1e-3, min_lr=1e-5, warmup_tokens=1000, decay_tokens=11000)
 

@@ -103,7 +103,7 @@ def test_same_run_from_a_deepspeed_config_gives_the_same_numbers() -> None:
     c = plan(
         {
             "model": "gpt3-1.3b",
-            "deepspeed_config": a.deepspeed_config,
+            "deepspeed_config": a.deepspeed_config.model_dump(),
             "train_tokens": 300_000_000_000,
             "ltd_train_tokens": 200_000_000_000,
         }
@@ -124,7 +124,7 @@ def test_same_run_from_a_deepspeed_config_gives_the_same_numbers() -> None:
     ],
 )
 def test_a_plan_document_rebuilds_its_own_request(extra: dict) -> None:
-    from planner.plan import request_from_plan
+    from planner.document import request_from_plan
 
     body = {k: v for k, v in GPT3_13B_RUN.items() if k != "ltd_train_tokens"} | extra
     if not extra:

@@ -27,7 +27,6 @@ def _child(rank: int, world: int, port: int, out_dir: str) -> None:
     from planner import plan
     from planner.budget import Accounting
     from planner.lr import LRConfig
-    from planner.models import ModelShape
     from planner.schedule import RandomLTDConfig
     from planner.validation import ValidationSettings
     from worker import distributed
@@ -54,7 +53,7 @@ def _child(rank: int, world: int, port: int, out_dir: str) -> None:
     )
     result = run_validation(p, settings)
     # Replicas must stay equal through training with different drops and data per rank.
-    shape = ModelShape.model_validate({k: v for k, v in p.model.items() if k != "num_params"})
+    shape = p.model
     model = _build(shape, (1, 2), 0, torch.device("cpu"))
     ltd = RandomLTDConfig(min_value=16, max_value=64, require_steps=4, seq_per_step=16)
     schedule = run_schedule(

@@ -61,7 +61,8 @@ def test_tiny_model_loss_falls(corpus, drop: bool) -> None:
 
 
 def test_vocabulary_is_padded_as_megatron_pads_it() -> None:
-    from worker.model import build_model, padded_vocab_size
+    from planner.sizing import padded_vocab_size
+    from worker.model import build_model
 
     assert padded_vocab_size(50257) == 50304 and padded_vocab_size(256) == 256
     model = build_model(tiny_shape(vocab_size=100))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from planner import plan
+from planner.sizing import default_reserved_lengths, size_job
 from planner.validation import ValidationResult, ValidationSettings
-from worker.validate import default_reserved_lengths, run_validation, size_job
+from worker.validate import run_validation
 
 TINY_MODEL = {
     "arch": "gpt",
@@ -45,7 +46,7 @@ def test_size_job_scales_layers_then_sequence_and_says_why() -> None:
     assert size.num_layers == 3 and size.seq_len < 1024
     assert any("num_layers 12 -> 6" in s for s in size.scaled_down)
     assert any("seq_len" in s for s in size.scaled_down)
-    assert p.model["num_layers"] == 12
+    assert p.model.num_layers == 12
     kept = size_job(
         get_preset("gpt2"),
         ValidationSettings(num_layers=5),

@@ -1,4 +1,8 @@
-"""Rendering plans, schedules and checks as json, table, markdown or csv."""
+"""Plans, schedules, checks and validation results as json, table, markdown or csv text.
+
+Presentation only: the CLI prints these, the API's report page (`present.report`) shows them.
+Imports `planner` and nothing above it.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.check import CheckResult
-from planner.lr import learning_rate
-from planner.plan import Plan, Runs
+from planner.document import Plan
+from planner.jobs import JobPublic, JobState
+from planner.lr import learning_rate_at
+from planner.resolve import Runs
 from planner.validation import ValidationResult
 
 Rows = list[tuple[str, str, str, str]]
@@ -57,11 +63,11 @@ def plan_rows(p: Plan) -> Rows:
 def plan_header(p: Plan) -> str:
     m, c, hw = p.model, p.random_ltd_config, p.hardware
     return (
-        f"{m.get('name') or 'model'}: {m['num_layers']} layers, hidden {m['hidden_size']}, "
-        f"S {m['seq_len']}, {human(m['num_params'])} params; G {p.global_batch_size}; "
+        f"{m.name or 'model'}: {m.num_layers} layers, hidden {m.hidden_size}, "
+        f"S {m.seq_len}, {human(m.num_params)} params; G {p.global_batch_size}; "
         f"random-LTD {c.schedule_type} {c.min_value}->{c.max_value} by {c.seq_per_step} over "
         f"{c.require_steps:,} steps on {len(c.layer_ids or ())} layers ({p.ltd_stop}); "
-        f"{hw['num_gpus']} x {hw['gpu']} at MFU {hw['mfu']:.0%}; plan {p.id}"
+        f"{hw.num_gpus} x {hw.gpu} at MFU {hw.mfu:.0%}; plan {p.id}"
     )
 
 
@@ -150,7 +156,7 @@ def schedule_columns(runs: Runs, steps: np.ndarray) -> dict[str, np.ndarray]:
         "cumulative_effective_tokens": cum_eff,
     }
     if runs.resolved.lr is not None:
-        cols["lr"] = learning_rate(cum_eff - eff, runs.resolved.lr)  # counter before the step
+        cols["lr"] = learning_rate_at(prof, acc, steps, runs.resolved.lr)
     return cols
 
 
@@ -292,25 +298,25 @@ def calibrated_rows(plan: Plan) -> list[tuple[str, str, str, str]]:
             "wall-clock hours",
             human(plan.baseline.wall_clock_hours),
             human(plan.random_ltd.wall_clock_hours),
-            human(cal["random_ltd_wall_clock_hours"]),
+            human(cal.random_ltd_wall_clock_hours),
         ),
         (
             "GPU-hours",
             human(plan.baseline.gpu_hours),
             human(plan.random_ltd.gpu_hours),
-            human(cal["random_ltd_gpu_hours"]),
+            human(cal.random_ltd_gpu_hours),
         ),
         (
             "cost (USD)",
             human(plan.baseline.cost_usd),
             human(plan.random_ltd.cost_usd),
-            human(cal.get("random_ltd_cost_usd")),
+            human(cal.random_ltd_cost_usd),
         ),
         (
             "wall-clock saving",
             "",
             pct(plan.savings.wall_clock),
-            pct(cal["measured_wall_clock_saving"]),
+            pct(cal.measured_wall_clock_saving),
         ),
     ]
 
@@ -339,17 +345,17 @@ def render_validation(plan: Plan, result: ValidationResult, fmt: str) -> str:
     ) + rich_table("step time by reserved length", step_headers, validation_rows(result))
 
 
-def render_job_outcome(job: dict[str, Any], plan: Plan, fmt: str) -> str:
+def render_job_outcome(job: JobPublic, plan: Plan, fmt: str) -> str:
     """`ltd submit`'s last word: the job's end, its measurements, the calibrated projection."""
     if fmt == "json":
-        return json.dumps({"job": job, "plan": plan.model_dump(mode="json")}, indent=2)
-    head = f"job {job['id']} {job['state']}"
-    if job["state"] != "succeeded":
-        return f"{head}: {job.get('error') or 'no result'}"
-    result = ValidationResult.model_validate(job["result"])
-    parts = [head, render_validation(plan, result, fmt)]
+        document = {"job": job.model_dump(mode="json"), "plan": plan.model_dump(mode="json")}
+        return json.dumps(document, indent=2)
+    head = f"job {job.id} {job.state}"
+    if job.state != JobState.SUCCEEDED or job.result is None:
+        return f"{head}: {job.error or 'no result'}"
+    parts = [head, render_validation(plan, job.result, fmt)]
     if plan.calibrated:
-        title = plan.calibrated.get("label", "calibrated projection")
+        title = plan.calibrated.label
         rows = calibrated_rows(plan)
         parts.append(
             f"**{title}**\n\n{markdown_table(CAL_HEADERS, rows)}"

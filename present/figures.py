@@ -1,7 +1,8 @@
 """The plan's figures: schedule, learning rate against LayerTokens, cumulative compute, cost.
 
 One function draws them (matplotlib, Agg backend, no display): `ltd plan --plot FILE.png` writes
-a PNG, and the API's report page embeds the same figure as inline SVG.
+a PNG, and the report page (`present.report`) embeds the same figure as inline SVG. Import this
+module only to draw: it loads matplotlib.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
 
+from planner.document import Plan
 from planner.flops import step_flops
-from planner.lr import learning_rate
-from planner.plan import Plan, Runs
+from planner.lr import learning_rate_at
+from planner.resolve import Runs
 
 MAX_POINTS = 2000
 # Figures are built without pyplot (no global figure registry); rcParams are still global, so
@@ -50,7 +52,6 @@ def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
                 )
             )
 
-        eff = prof.cumulative(acc.effective_tokens, steps)
         data = {
             "step": steps,
             "reserved_length": lengths,
@@ -58,7 +59,7 @@ def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
             "cumulative_flops": prof.cumulative(flops, steps, dtype=np.float64),
         }
         if r.lr is not None:
-            data["lr"] = learning_rate(eff - acc.effective_tokens(lengths), r.lr)
+            data["lr"] = learning_rate_at(prof, acc, steps, r.lr)
         out[name] = data
     return out
 
@@ -70,7 +71,7 @@ def draw(plan: Plan, runs: Runs) -> Figure:
     fig = Figure(figsize=(12, 8), layout="constrained")
     axes = fig.subplots(2, 2)
     fig.suptitle(
-        f"random-LTD plan {plan.id}: {plan.model.get('name') or 'model'}, "
+        f"random-LTD plan {plan.id}: {plan.model.name or 'model'}, "
         f"{plan.savings.flops:.1%} FLOPs saved",
         fontsize=12,
     )
@@ -80,7 +81,7 @@ def draw(plan: Plan, runs: Runs) -> Figure:
     ax.set(
         title="Reserved length per dropping layer", xlabel="optimizer step", ylabel="tokens kept"
     )
-    ax.axhline(plan.model["seq_len"], color="grey", lw=0.8, ls="--", label="full sequence S")
+    ax.axhline(plan.model.seq_len, color="grey", lw=0.8, ls="--", label="full sequence S")
     ax.legend(loc="lower right")
 
     ax = axes[0, 1]
@@ -119,7 +120,7 @@ def draw(plan: Plan, runs: Runs) -> Figure:
             (
                 "GPU-hours, calibrated",
                 plan.baseline.gpu_hours,
-                plan.calibrated["random_ltd_gpu_hours"],
+                plan.calibrated.random_ltd_gpu_hours,
             )
         )
     x = np.arange(len(figures))

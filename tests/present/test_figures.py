@@ -32,8 +32,9 @@ def test_plot_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_svg_has_the_four_panels() -> None:
-    from ltd.plots import plan_svg
-    from planner.plan import build_runs, parse_request, plan_from_runs, resolve
+    from planner import build_runs, parse_request, resolve
+    from planner.document import plan_from_runs
+    from present.figures import plan_svg
 
     runs = build_runs(
         resolve(

@@ -6,17 +6,15 @@ external asset and works offline.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from ltd import formats
-from ltd.plots import plan_svg
-from planner.plan import Plan
+from planner.document import Plan
 from planner.validation import ValidationResult, runs_for_plan
+from present import formats
 
 
 @lru_cache(maxsize=1)
@@ -32,6 +30,8 @@ def render_report(
     plan: Plan, result: dict[str, Any] | None = None, job_id: str | None = None
 ) -> str:
     """The report page of a plan, with the latest successful validation result if any."""
+    from present.figures import plan_svg  # matplotlib loads when a figure is drawn, not before
+
     runs = runs_for_plan(plan)
     measured = ValidationResult.model_validate(result) if result else None
     return _template().render(
@@ -45,5 +45,5 @@ def render_report(
         summary=formats.validation_summary(plan, measured) if measured else [],
         step_rows=formats.validation_rows(measured) if measured else [],
         svg=plan_svg(plan, runs),
-        deepspeed=json.dumps(plan.deepspeed_config, indent=2),
+        deepspeed=plan.deepspeed_config.model_dump_json(indent=2),
     )

@@ -1,0 +1,162 @@
+"""`ltd serve`, `ltd migrate`, `ltd worker`, `ltd validate`, `ltd submit`: the commands that reach
+the API or the worker. Each imports its package only when it runs, so that `ltd plan` works
+without FastAPI or torch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from ltd.flags import add_flags, model_flags, number, read_plan_file, set_flag_values, validated
+from ltd.plan_commands import PLAN_FLAGS, add_plan_flags, emit, request_from_args
+from planner.document import Plan, plan_from_runs, request_from_plan
+from planner.errors import PlanInputError
+from planner.jobs import JobState
+from planner.resolve import build_runs, resolve
+from planner.validation import ValidationSettings
+from present import formats
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+
+# Every ValidationSettings field; names the plan flags already use get a "validation-" prefix
+# (--validation-micro-batch-size, --validation-train-steps).
+SETTINGS_FLAGS = model_flags(
+    ValidationSettings, taken={f.option for f in PLAN_FLAGS}, collision_prefix="validation"
+)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from api.server import serve
+
+    serve(args.host, args.port, with_worker=args.with_worker)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """The one way to migrate by hand (the API also migrates at start, LTD_MIGRATE_ON_START)."""
+    from api.db import migrate
+    from api.settings import Settings
+
+    url = Settings().database_url
+    migrate(url)
+    print(f"database at {url.split('@')[-1]} is at the latest schema")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.loop import run_worker
+
+    token = args.token or os.environ.get("LTD_WORKER_TOKEN")
+    if not token:
+        raise PlanInputError("--token", "required (or set LTD_WORKER_TOKEN)")
+    run_worker(
+        args.api,
+        token,
+        worker_id=args.worker_id,
+        once=args.once,
+        poll_interval_s=args.poll_interval,
+    )
+    return 0
+
+
+def settings_from_args(args: argparse.Namespace) -> ValidationSettings:
+    data: dict[str, Any] = {}
+    set_flag_values(data, args, SETTINGS_FLAGS)
+    return validated(ValidationSettings, data, prefix="settings")
+
+
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    if args.plan:
+        return read_plan_file(args.plan, "--plan")
+    return plan_from_runs(build_runs(resolve(request_from_args(args))))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from worker.validate import run_validation
+
+    settings = settings_from_args(args)
+    plan = plan_from_args(args)
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("validating", total=1.0)
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(task, completed=fraction, description=message[:60])
+
+        result = run_validation(plan, settings, progress=progress)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun every rank agrees on the result; rank 0 prints it
+    if args.format == "json":
+        text = result.model_dump_json(indent=2)
+    else:
+        text = formats.render_validation(plan, result, args.format)
+    emit(text, args.output)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from ltd.remote import ServerClient
+
+    settings = settings_from_args(args)
+    body: dict[str, Any] = {"settings": settings.model_dump(exclude_defaults=True)}
+    if args.plan_id:
+        body["plan_id"] = args.plan_id
+    else:
+        request = request_from_plan(plan_from_args(args)) if args.plan else request_from_args(args)
+        body["plan_request"] = request.model_dump(mode="json", exclude_none=True)
+    with ServerClient(args.server) as server:
+        job = server.submit_job(body)
+        if args.no_wait:
+            print(job.id)
+            return 0
+        job = server.follow_job(job.id, timeout_s=args.wait_minutes * 60)
+        plan = server.get_plan(job.plan_id)
+    print(formats.render_job_outcome(job, plan, args.format))
+    return 0 if job.state == JobState.SUCCEEDED else 1
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the REST service (SQLite by default)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--with-worker", action="store_true", help="also run a local worker")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="bring the database (LTD_DATABASE_URL) to the schema")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("worker", help="claim validation jobs from an API and run them")
+    p.add_argument(
+        "--api",
+        default=os.environ.get("LTD_API_URL", DEFAULT_API_URL),
+        help="the API's URL (env LTD_API_URL)",
+    )
+    p.add_argument("--token", default=None, help="worker token (env LTD_WORKER_TOKEN)")
+    p.add_argument("--worker-id", default=None)
+    p.add_argument("--once", action="store_true", help="run at most one job, then exit")
+    p.add_argument("--poll-interval", type=number, default=2.0, help="seconds between claims")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("validate", help="measure a plan's saving on this machine")
+    add_plan_flags(p, default_format="markdown")
+    p.add_argument("--plan", metavar="FILE", help="a plan JSON (ltd plan --format json)")
+    add_flags(p, SETTINGS_FLAGS)
+    p.add_argument("--output", "-o", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("submit", help="submit a validation job to a server and follow it")
+    add_plan_flags(p, default_format="markdown")
+    p.add_argument("--plan", metavar="FILE", help="a plan JSON (ltd plan --format json)")
+    p.add_argument("--plan-id", help="a plan already stored on the server")
+    p.add_argument(
+        "--server",
+        default=os.environ.get("LTD_API_URL", DEFAULT_API_URL),
+        help="the API's URL (env LTD_API_URL; API key from env LTD_API_KEY)",
+    )
+    p.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    p.add_argument("--wait-minutes", type=number, default=120.0, help="give up following after")
+    add_flags(p, SETTINGS_FLAGS)
+    p.set_defaults(func=cmd_submit)

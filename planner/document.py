@@ -1,0 +1,217 @@
+"""The plan document: what `plan()` returns, the API stores and serves, and the CLI renders.
+
+Every section is a pydantic model, so a consumer reads fields and never strips keys or indexes
+by string. `plan_from_runs` fills it from a resolved request's two runs; `request_from_plan`
+reads a request back out of it (the same plan id), e.g. on a worker or from a plan file.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from planner import flops as F
+from planner.budget import Accounting, StepProfile
+from planner.deepspeed import DeepSpeedExport, export_deepspeed_config
+from planner.hardware import GPU_PRESETS, HardwareConfig, cost_usd, wall_clock_hours
+from planner.lr import LRConfig, learning_rate_at
+from planner.memory import MemoryEstimate, memory_estimate
+from planner.models import ModelShape
+from planner.request import PlanRequest, RandomLTDRequest
+from planner.resolve import LTDStop, Resolved, Runs
+from planner.schedule import RandomLTDConfig
+
+
+class Conventions(BaseModel):
+    """How the figures are counted, stated in every plan."""
+
+    flops: str = "multiply-add = 2 FLOPs; training = 3x forward; model FLOPs exclude recompute"
+    causal_attention: str = "full n*n score and value products counted (PaLM, Megatron convention)"
+    head: str = "output head on the full sequence at every step (vit: CLS token only)"
+    hardware_flops: str = "model FLOPs plus one more forward of the layers under full recompute"
+    wall_clock: str = "model FLOPs / (num_gpus x dense peak x MFU); FLOPs projection, uncalibrated"
+    layer_tokens: str = "DeepSpeed: G * (r * L_ltd + max_value * (L - L_ltd)) per step"
+    effective_tokens: str = "Megatron-DeepSpeed: G * ((S*(L-L_ltd) + r*L_ltd) // L) while r < S"
+    memory: str = "one data-parallel replica, no ZeRO or tensor parallelism, bf16 + fp32 Adam"
+
+
+class FlopsBreakdown(BaseModel):
+    """Model FLOPs of a run by component."""
+
+    projections: float
+    mlp: float
+    attention: float
+    head: float
+
+
+class RunSummary(BaseModel):
+    steps: int = Field(description="Optimizer steps.")
+    tokens: int = Field(description="Raw tokens read: steps x G x S.")
+    layer_tokens: int = Field(description="DeepSpeed's LayerTokens.")
+    effective_tokens: int = Field(description="Megatron-DeepSpeed's effective-token counter.")
+    flops: float = Field(description="Model FLOPs of training.")
+    hardware_flops: float = Field(description="FLOPs executed, with recompute if enabled.")
+    flops_breakdown: FlopsBreakdown = Field(description="Model FLOPs by component.")
+    wall_clock_hours: float
+    gpu_hours: float
+    cost_usd: float | None
+    final_lr: float | None = None
+
+
+class Savings(BaseModel):
+    """Fractions of the baseline saved by the random-LTD run (negative if it costs more)."""
+
+    layer_tokens: float
+    flops: float
+    wall_clock: float
+
+
+class LayerFlops(BaseModel):
+    """Forward FLOPs of one layer for one sequence of a given length."""
+
+    projections: int
+    mlp: int
+    attention: int
+    total: int
+
+
+class Calibration(BaseModel):
+    """The projection a plan shows once a validation job has measured it on real hardware."""
+
+    label: str = Field(description="Which job, on which device.")
+    job_id: str
+    device: str
+    gpu_name: str | None
+    mfu: float = Field(description="The MFU the calibrated hours use.")
+    mfu_source: Literal["measured", "plan default"]
+    measured_wall_clock_saving: float
+    flops_saving: float
+    baseline_wall_clock_hours: float
+    random_ltd_wall_clock_hours: float
+    random_ltd_gpu_hours: float
+    random_ltd_cost_usd: float | None
+
+
+class Plan(BaseModel):
+    id: str
+    model: ModelShape
+    global_batch_size: int
+    random_ltd_config: RandomLTDConfig
+    ltd_stop: LTDStop
+    ltd_target: int = Field(description="Steps, effective tokens or LayerTokens, by ltd_stop.")
+    hardware: HardwareConfig = Field(description="The request's hardware, peak_tflops filled in.")
+    conventions: Conventions
+    baseline: RunSummary
+    random_ltd: RunSummary
+    savings: Savings
+    schedule: list[tuple[int, int]] = Field(description="[step, reserved_length] change points.")
+    layer_flops: dict[str, LayerFlops] = Field(
+        description="Forward FLOPs of one layer for one sequence, keyed by length: min_value, S."
+    )
+    memory: MemoryEstimate
+    lr: LRConfig | None
+    deepspeed_config: DeepSpeedExport
+    calibrated: Calibration | None = None
+
+
+def _summary(profile: StepProfile, acc: Accounting, r: Resolved) -> RunSummary:
+    m, hw = r.model, r.hardware
+    run = F.run_flops(
+        m,
+        global_batch_size=acc.global_batch_size,
+        num_steps=profile.num_steps,
+        num_ltd_layers=acc.num_ltd_layers,
+        sum_r=profile.total(lambda x: x),
+        sum_r2=profile.total(lambda x: x * x),
+        activation_recompute=hw.activation_recompute,
+    )
+    hours = wall_clock_hours(run.model, hw)
+    final_lr = None
+    if r.lr is not None and profile.num_steps:
+        last = np.array([profile.num_steps - 1])
+        final_lr = float(learning_rate_at(profile, acc, last, r.lr)[0])
+    return RunSummary(
+        steps=profile.num_steps,
+        tokens=profile.num_steps * acc.global_batch_size * m.seq_len,
+        layer_tokens=profile.total(acc.layer_tokens),
+        effective_tokens=profile.total(acc.effective_tokens),
+        flops=run.model,
+        hardware_flops=run.hardware,
+        flops_breakdown=FlopsBreakdown(
+            projections=run.projections, mlp=run.mlp, attention=run.attention, head=run.head
+        ),
+        wall_clock_hours=hours,
+        gpu_hours=hours * hw.num_gpus,
+        cost_usd=cost_usd(hours * hw.num_gpus, hw),
+        final_lr=final_lr,
+    )
+
+
+def _saving(base: float, ltd: float) -> float:
+    return 1.0 - ltd / base if base else 0.0
+
+
+def _layer_flops(n: int, m: ModelShape) -> LayerFlops:
+    return LayerFlops(
+        projections=int(F.projection_flops(n, m)),
+        mlp=int(F.mlp_flops(n, m)),
+        attention=int(F.attention_flops(n, m)),
+        total=int(F.layer_flops(n, m)),
+    )
+
+
+def plan_from_runs(runs: Runs) -> Plan:
+    r = runs.resolved
+    m = r.model
+    base = _summary(runs.baseline, runs.baseline_acc, r)
+    ltd = _summary(runs.ltd, runs.ltd_acc, r)
+    return Plan(
+        id=r.plan_id,
+        model=m,
+        global_batch_size=r.global_batch_size,
+        random_ltd_config=r.ltd,
+        ltd_stop=r.ltd_stop,
+        ltd_target=r.ltd_target,
+        hardware=r.hardware.model_copy(update={"peak_tflops": r.hardware.peak_flops_per_s / 1e12}),
+        conventions=Conventions(),
+        baseline=base,
+        random_ltd=ltd,
+        savings=Savings(
+            layer_tokens=_saving(base.layer_tokens, ltd.layer_tokens),
+            flops=_saving(base.flops, ltd.flops),
+            wall_clock=_saving(base.wall_clock_hours, ltd.wall_clock_hours),
+        ),
+        schedule=runs.ltd.change_points(),
+        layer_flops={str(n): _layer_flops(n, m) for n in sorted({r.ltd.min_value, m.seq_len})},
+        memory=memory_estimate(r),
+        lr=r.lr,
+        deepspeed_config=export_deepspeed_config(
+            r.ltd,
+            num_layers=m.num_layers,
+            layer_ids=r.ltd.layer_ids or (),
+            train_batch_size=r.global_batch_size,
+            model_type="decoder" if m.arch == "gpt" else "encoder",
+        ),
+    )
+
+
+def request_from_plan(p: Plan) -> PlanRequest:
+    """A request that resolves to the same plan (same id): the plan document is enough to
+    recompute it, e.g. on a worker or from a plan file."""
+    hardware = p.hardware
+    preset = GPU_PRESETS.get(hardware.gpu)
+    if preset is not None and preset[0] == hardware.peak_tflops:
+        hardware = hardware.model_copy(update={"peak_tflops": None})  # as the request had it
+    return PlanRequest(
+        model=p.model.model_dump(),
+        train_batch_size=p.global_batch_size,
+        train_steps=p.baseline.steps,
+        random_ltd=RandomLTDRequest(**p.random_ltd_config.model_dump()),
+        hardware=hardware,
+        lr=p.lr,
+        ltd_train_steps=p.random_ltd.steps if p.ltd_stop == "ltd_train_steps" else None,
+        ltd_train_tokens=p.ltd_target if p.ltd_stop == "ltd_train_tokens" else None,
+        ltd_equal_compute=p.ltd_stop == "equal_compute",
+    )

@@ -1,0 +1,175 @@
+"""Resolution: a request with every default and indirection settled, and the two runs it implies.
+
+The model becomes an explicit shape, the batch size and the schedule are read from the DeepSpeed
+config or the request's own fields, and the layer ids are made explicit. The plan id is a hash of
+that resolved request, so the same run asked for in two spellings (a preset name or its explicit
+shape) is the same plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from planner.budget import (
+    Accounting,
+    StepProfile,
+    baseline_steps_for_tokens,
+    constant_profile,
+    profile_for_steps,
+    profile_until,
+)
+from planner.deepspeed import parse_deepspeed_config
+from planner.errors import PlanInputError, input_error_from
+from planner.hardware import HardwareConfig
+from planner.lr import LRConfig
+from planner.models import ModelShape, resolve_model
+from planner.request import MAX_TRAIN_STEPS, PlanRequest
+from planner.schedule import RandomLTDConfig, default_ltd_layer_ids
+
+LTDStop = Literal["equal_steps", "ltd_train_tokens", "ltd_train_steps", "equal_compute"]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A request with every default and indirection settled: what the numbers depend on."""
+
+    model: ModelShape
+    global_batch_size: int
+    ltd: RandomLTDConfig  # layer_ids explicit
+    baseline_steps: int
+    ltd_stop: LTDStop
+    ltd_target: int  # steps, effective tokens or LayerTokens, by ltd_stop
+    hardware: HardwareConfig
+    lr: LRConfig | None
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "model": self.model.model_dump(exclude={"name", "published_params", "num_params"}),
+            "global_batch_size": self.global_batch_size,
+            "random_ltd": self.ltd.model_dump(),
+            "baseline_steps": self.baseline_steps,
+            "ltd_stop": self.ltd_stop,
+            "ltd_target": self.ltd_target,
+            "hardware": self.hardware.model_dump(),
+            "lr": self.lr.model_dump() if self.lr else None,
+        }
+
+    @property
+    def plan_id(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return "p_" + hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _default_ltd(model: ModelShape, baseline_steps: int) -> RandomLTDConfig:
+    # The paper's GPT runs: 128 of 2048 (1/16) growing by 16 over about half the run.
+    seq_per_step = 16 if model.seq_len >= 256 else 1
+    min_value = max(seq_per_step, model.seq_len // 16 // seq_per_step * seq_per_step)
+    return RandomLTDConfig(
+        min_value=min_value,
+        max_value=model.seq_len,
+        seq_per_step=seq_per_step,
+        require_steps=max(1, min(baseline_steps // 2, 100_000_000)),
+    )
+
+
+def _layer_ids(cfg: RandomLTDConfig, model: ModelShape, field: str) -> tuple[int, ...]:
+    L = model.num_layers
+    if cfg.layer_ids is None:
+        return default_ltd_layer_ids(L)
+    ids = cfg.layer_ids
+    bad = [i for i in ids if not 0 <= i < L]
+    if bad:
+        raise PlanInputError(f"{field}.layer_ids", f"ids {bad} are out of range 0..{L - 1}")
+    if len(set(ids)) != len(ids):
+        raise PlanInputError(f"{field}.layer_ids", f"repeats a layer: {list(ids)}")
+    return tuple(sorted(ids))
+
+
+def resolve(req: PlanRequest) -> Resolved:
+    """Settle every default of a request; raises PlanInputError naming the field."""
+    model = resolve_model(req.model)
+    ds = parse_deepspeed_config(req.deepspeed_config) if req.deepspeed_config else None
+    if ds and ds.total_layer_num is not None and ds.total_layer_num != model.num_layers:
+        raise PlanInputError(
+            "deepspeed_config.data_efficiency.data_routing.random_ltd.total_layer_num",
+            f"is {ds.total_layer_num} but the model has {model.num_layers} layers",
+        )
+    G = req.train_batch_size or (ds.train_batch_size if ds else None)
+    if G is None:
+        raise PlanInputError(
+            "train_batch_size", "required (or give a deepspeed_config with train_batch_size)"
+        )
+    S = model.seq_len
+    if req.train_tokens is not None:
+        baseline_steps = baseline_steps_for_tokens(req.train_tokens, G, S)
+        if baseline_steps > MAX_TRAIN_STEPS:
+            raise PlanInputError("train_tokens", f"implies {baseline_steps:,} steps (max 10^10)")
+    else:
+        assert req.train_steps is not None  # PlanRequest holds exactly one of the two
+        baseline_steps = req.train_steps
+    cfg = ds.config if ds else _default_ltd(model, baseline_steps)
+    overrides = req.random_ltd.model_dump(exclude_none=True) if req.random_ltd else {}
+    field = (
+        "random_ltd"
+        if overrides or ds is None
+        else ("deepspeed_config.data_efficiency.data_routing.random_ltd")
+    )
+    if overrides:
+        try:
+            cfg = RandomLTDConfig.model_validate({**cfg.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise input_error_from(exc, prefix="random_ltd") from None
+    if cfg.max_value > S:
+        raise PlanInputError(
+            f"{field}.max_value", f"({cfg.max_value}) exceeds the model's seq_len ({S})"
+        )
+    cfg = cfg.model_copy(update={"layer_ids": _layer_ids(cfg, model, field)})
+    stop, target = _ltd_stop(req, baseline_steps * G * S * model.num_layers, baseline_steps)
+    return Resolved(model, G, cfg, baseline_steps, stop, target, req.hardware, req.lr)
+
+
+def _ltd_stop(
+    req: PlanRequest,
+    baseline_layer_tokens: int,
+    baseline_steps: int,
+) -> tuple[LTDStop, int]:
+    """How the random-LTD run ends, and its target in that rule's unit."""
+    if req.ltd_train_tokens is not None:
+        return "ltd_train_tokens", req.ltd_train_tokens
+    if req.ltd_train_steps is not None:
+        return "ltd_train_steps", req.ltd_train_steps
+    if req.ltd_equal_compute:
+        return "equal_compute", baseline_layer_tokens
+    return "equal_steps", baseline_steps
+
+
+@dataclass(frozen=True)
+class Runs:
+    """The two runs of a plan as step profiles, with the counters each keeps."""
+
+    resolved: Resolved
+    baseline: StepProfile
+    baseline_acc: Accounting
+    ltd: StepProfile
+    ltd_acc: Accounting
+
+
+def build_runs(r: Resolved) -> Runs:
+    m, G = r.model, r.global_batch_size
+    base_acc = Accounting(G, m.seq_len, m.num_layers, 0, m.seq_len)
+    ltd_acc = Accounting(G, m.seq_len, m.num_layers, len(r.ltd.layer_ids or ()), r.ltd.max_value)
+    baseline = constant_profile(r.baseline_steps, m.seq_len)
+    if r.ltd_stop in ("equal_steps", "ltd_train_steps"):
+        ltd = profile_for_steps(r.ltd, r.ltd_target)
+    elif r.ltd_stop == "ltd_train_tokens":
+        ltd = profile_until(r.ltd, ltd_acc.effective_tokens, r.ltd_target)
+    else:
+        ltd = profile_until(r.ltd, ltd_acc.layer_tokens, r.ltd_target)
+    if ltd.num_steps > MAX_TRAIN_STEPS:
+        raise PlanInputError(r.ltd_stop, f"implies {ltd.num_steps:,} steps (max 10^10)")
+    return Runs(r, baseline, base_acc, ltd, ltd_acc)
