@@ -61,6 +61,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from worker.profile import measure_profile
+
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("profiling", total=1.0)
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(task, completed=fraction, description=message[:60])
+
+        profile = measure_profile(args.device, args.dtype, progress=progress)
+    emit(profile.model_dump_json(indent=2), args.output)
+    if args.output:
+        print(
+            f"profile {profile.id} of {profile.device_name} written to {args.output}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def settings_from_args(args: argparse.Namespace) -> ValidationSettings:
     data: dict[str, Any] = {}
     set_flag_values(data, args, SETTINGS_FLAGS)
@@ -139,6 +160,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="run at most one job, then exit")
     p.add_argument("--poll-interval", type=number, default=2.0, help="seconds between claims")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("profile", help="measure this device for the step-time model")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the profile JSON to FILE")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("validate", help="measure a plan's saving on this machine")
     add_plan_flags(p, default_format="markdown")

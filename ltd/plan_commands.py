@@ -61,6 +61,9 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
     if args.deepspeed_config:
         body["deepspeed_config"] = read_json(args.deepspeed_config, "--deepspeed-config")
     set_flag_values(body, args, PLAN_FLAGS)
+    profile = body.get("hardware", {}).get("device_profile")
+    if isinstance(profile, str) and (profile.endswith(".json") or os.path.sep in profile):
+        body["hardware"]["device_profile"] = read_json(profile, "--device-profile")
     if "model" not in body:
         raise PlanInputError("model", "required: --model PRESET|config.json (see `ltd models`)")
     return validated(PlanRequest, body)

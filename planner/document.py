@@ -19,6 +19,7 @@ from planner.hardware import GPU_PRESETS, HardwareConfig, cost_usd, wall_clock_h
 from planner.lr import LRConfig, learning_rate_at
 from planner.memory import MemoryEstimate, memory_estimate
 from planner.models import ModelShape
+from planner.projection import Projection, project
 from planner.request import PlanRequest, RandomLTDRequest
 from planner.resolve import LTDStop, Resolved, Runs
 from planner.schedule import RandomLTDConfig
@@ -31,7 +32,10 @@ class Conventions(BaseModel):
     causal_attention: str = "full n*n score and value products counted (PaLM, Megatron convention)"
     head: str = "output head on the full sequence at every step (vit: CLS token only)"
     hardware_flops: str = "model FLOPs plus one more forward of the layers under full recompute"
-    wall_clock: str = "model FLOPs / (num_gpus x dense peak x MFU); FLOPs projection, uncalibrated"
+    wall_clock: str = (
+        "baseline: model FLOPs / (num_gpus x dense peak x MFU); random-LTD: the baseline's hours x "
+        "sum_t T(r_t) / (n_baseline x T(S)), T from the step-time model (see projection)"
+    )
     layer_tokens: str = "DeepSpeed: G * (r * L_ltd + max_value * (L - L_ltd)) per step"
     effective_tokens: str = "Megatron-DeepSpeed: G * ((S*(L-L_ltd) + r*L_ltd) // L) while r < S"
     memory: str = "one data-parallel replica, no ZeRO or tensor parallelism, bf16 + fp32 Adam"
@@ -106,6 +110,7 @@ class Plan(BaseModel):
     baseline: RunSummary
     random_ltd: RunSummary
     savings: Savings
+    projection: Projection = Field(description="How wall-clock time was projected.")
     schedule: list[tuple[int, int]] = Field(description="[step, reserved_length] change points.")
     layer_flops: dict[str, LayerFlops] = Field(
         description="Forward FLOPs of one layer for one sequence, keyed by length: min_value, S."
@@ -116,7 +121,11 @@ class Plan(BaseModel):
     calibrated: Calibration | None = None
 
 
-def _summary(profile: StepProfile, acc: Accounting, r: Resolved) -> RunSummary:
+def _summary(
+    profile: StepProfile, acc: Accounting, r: Resolved, *, hours: float | None = None
+) -> RunSummary:
+    """A run's figures; its wall-clock `hours` as projected, by default FLOPs / (GPUs x peak x
+    MFU) (the baseline's)."""
     m, hw = r.model, r.hardware
     run = F.run_flops(
         m,
@@ -127,7 +136,8 @@ def _summary(profile: StepProfile, acc: Accounting, r: Resolved) -> RunSummary:
         sum_r2=profile.total(lambda x: x * x),
         activation_recompute=hw.activation_recompute,
     )
-    hours = wall_clock_hours(run.model, hw)
+    if hours is None:
+        hours = wall_clock_hours(run.model, hw)
     final_lr = None
     if r.lr is not None and profile.num_steps:
         last = np.array([profile.num_steps - 1])
@@ -166,7 +176,9 @@ def plan_from_runs(runs: Runs) -> Plan:
     r = runs.resolved
     m = r.model
     base = _summary(runs.baseline, runs.baseline_acc, r)
-    ltd = _summary(runs.ltd, runs.ltd_acc, r)
+    projection = project(runs)
+    ltd_hours = base.wall_clock_hours * projection.time_ratio
+    ltd = _summary(runs.ltd, runs.ltd_acc, r, hours=ltd_hours)
     return Plan(
         id=r.plan_id,
         model=m,
@@ -183,6 +195,7 @@ def plan_from_runs(runs: Runs) -> Plan:
             flops=_saving(base.flops, ltd.flops),
             wall_clock=_saving(base.wall_clock_hours, ltd.wall_clock_hours),
         ),
+        projection=projection,
         schedule=runs.ltd.change_points(),
         layer_flops={str(n): _layer_flops(n, m) for n in sorted({r.ltd.min_value, m.seq_len})},
         memory=memory_estimate(r),

@@ -10,41 +10,19 @@ import difflib
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-DEFAULT_MFU = 0.40  # a well-tuned Megatron-style run on A100/H100 reaches 0.35-0.55
+from planner.device import DeviceProfile
+from planner.gpus import GPU_PRESETS, gpu_preset_for_name
 
-# Dense bf16 (V100: fp16) tensor-core peaks in TFLOP/s, and memory in GB, from the datasheets.
-GPU_PRESETS: dict[str, tuple[float, float]] = {
-    "v100": (125.0, 32.0),
-    "a100": (312.0, 80.0),
-    "a100-40gb": (312.0, 40.0),
-    "h100-sxm": (989.0, 80.0),
-    "h100-pcie": (756.0, 80.0),
-    "h200": (989.0, 141.0),
-    "b200": (2250.0, 180.0),
-    "l40s": (362.0, 48.0),
-    "mi300x": (1307.0, 192.0),
-}
-# Names torch.cuda.get_device_name() returns, to match a measured device to a preset.
-GPU_NAME_PATTERNS: list[tuple[str, str]] = [
-    ("H100 PCIe", "h100-pcie"),
-    ("H100", "h100-sxm"),
-    ("H200", "h200"),
-    ("A100", "a100"),
-    ("V100", "v100"),
-    ("B200", "b200"),
-    ("L40S", "l40s"),
-    ("MI300X", "mi300x"),
+__all__ = [
+    "DEFAULT_MFU",
+    "GPU_PRESETS",
+    "HardwareConfig",
+    "cost_usd",
+    "gpu_preset_for_name",
+    "wall_clock_hours",
 ]
 
-
-def gpu_preset_for_name(device_name: str | None) -> str | None:
-    """The preset of a CUDA device name such as 'NVIDIA H100 80GB HBM3', or None."""
-    if not device_name:
-        return None
-    for pattern, preset in GPU_NAME_PATTERNS:
-        if pattern.lower() in device_name.lower():
-            return preset
-    return None
+DEFAULT_MFU = 0.40  # a well-tuned Megatron-style run on A100/H100 reaches 0.35-0.55
 
 
 class HardwareConfig(BaseModel):
@@ -62,7 +40,14 @@ class HardwareConfig(BaseModel):
         None, ge=0, le=1e6, description="US dollars per GPU-hour; no cost without it."
     )
     activation_recompute: bool = Field(False, description="Full activation recompute.")
-    micro_batch_size: int = Field(1, ge=1, le=1_000_000, description="For the memory estimate.")
+    micro_batch_size: int = Field(
+        1, ge=1, le=1_000_000, description="Sequences per forward-backward (memory, step time)."
+    )
+    device_profile: str | DeviceProfile | None = Field(
+        None,
+        description="The step-time model's device: a stored profile's id (the server resolves "
+        "it), or a whole profile (`ltd profile -o FILE`); default: the GPU preset's built-in one.",
+    )
 
     @model_validator(mode="after")
     def _known_gpu(self) -> HardwareConfig:

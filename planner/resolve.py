@@ -31,6 +31,9 @@ from planner.models import ModelShape, resolve_model
 from planner.request import MAX_TRAIN_STEPS, PlanRequest
 from planner.schedule import RandomLTDConfig, default_ltd_layer_ids
 
+# Part of every plan id: a change to how figures are projected gives new ids, so that plans
+# stored under the old method are not served as if they were computed with the new one.
+PROJECTION_VERSION = "step-time-v1"
 LTDStop = Literal["equal_steps", "ltd_train_tokens", "ltd_train_steps", "equal_compute"]
 
 
@@ -57,6 +60,7 @@ class Resolved:
             "ltd_target": self.ltd_target,
             "hardware": self.hardware.model_dump(),
             "lr": self.lr.model_dump() if self.lr else None,
+            "projection": PROJECTION_VERSION,
         }
 
     @property

@@ -71,6 +71,18 @@ def plan_header(p: Plan) -> str:
     )
 
 
+def projection_note(p: Plan) -> str:
+    """How the wall-clock figures were projected, under the table."""
+    pr = p.projection
+    times = ", ".join(f"{n}: {ms:,.1f} ms" for n, ms in pr.step_time_ms.items())
+    profile = pr.device_profile.split(":")[0]
+    return (
+        f"wall-clock: baseline at MFU {p.hardware.mfu:.0%}; random-LTD by the step-time model on "
+        f"{profile}, micro-batch {pr.micro_batch_size}, {pr.accumulation_steps} per step per GPU; "
+        f"T(r) {times}"
+    )
+
+
 HEADERS = ("figure", "baseline", "random-LTD", "saving")
 CSV_FIGURES = (
     "steps",
@@ -127,8 +139,9 @@ def render_plan(p: Plan, fmt: str) -> str:
         ]
         return csv_text(("figure", "baseline", "random_ltd", "saving"), raw)
     if fmt == "markdown":
-        return f"**{plan_header(p)}**\n\n{markdown_table(HEADERS, rows)}\n"
-    return rich_table(plan_header(p), HEADERS, rows)
+        table = markdown_table(HEADERS, rows)
+        return f"**{plan_header(p)}**\n\n{table}\n\n{projection_note(p)}\n"
+    return rich_table(plan_header(p), HEADERS, rows) + projection_note(p) + "\n"
 
 
 SCHEDULE_COLUMNS = (

@@ -232,8 +232,11 @@ def _phase(
 
 
 def _budget_s(settings: ValidationSettings, device: torch.device) -> float:
+    """The share of max_minutes the steps may fill; on a CPU, CPU_BUDGET_S unless the job set
+    max_minutes itself."""
     budget = settings.max_minutes * 60 * BUDGET_FRACTION
-    return min(budget, CPU_BUDGET_S) if device.type == "cpu" else budget
+    capped = device.type == "cpu" and "max_minutes" not in settings.model_fields_set
+    return min(budget, CPU_BUDGET_S) if capped else budget
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,185 @@
+"""The step-time model against measurement, side by side in one run on this machine.
+
+1. Profile the device (`ltd profile`'s `measure_profile`).
+2. For model shapes that differ in hidden size, vocabulary, layer count and S, plan a run with
+   that profile (the plan's `savings.wall_clock` is the model's prediction) and measure the same
+   plan with a validation job on the same shape, nothing scaled down
+   (`measured_wall_clock_saving`). Print both beside the FLOPs saving.
+
+The model never sees the validation measurements: its constants come from the profile and from
+kernel counts of the implementation (`--count-kernels` prints those counts from a torch.profiler
+trace). Target: every prediction within 2 points of the measurement where the FLOPs saving
+misses by more.
+
+    python benchmarks/bench_steptime.py [--measure-steps 15] [--profile FILE] [--count-kernels]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from planner import plan
+from planner.device import DeviceProfile
+from planner.models import ModelShape
+from planner.validation import ValidationSettings
+from worker.model import build_model
+from worker.profile import measure_profile
+from worker.train import loss_fn, make_optimizer
+from worker.validate import run_validation
+
+# name: (layers, hidden, heads, vocabulary, S, micro-batch)
+SHAPES = {
+    "tiny-12L-h64": (12, 64, 2, 256, 128, 1),
+    "vocab32k-4L-h128": (4, 128, 4, 32000, 256, 4),
+    "small-4L-h128": (4, 128, 4, 256, 256, 8),
+    "wide-6L-h512": (6, 512, 8, 1024, 512, 2),
+    "long-8L-h256-S1024": (8, 256, 4, 512, 1024, 1),
+}
+TRAIN_STEPS = 1000  # the plan: 1,000 steps, S/16 growing to S over all of them
+
+VIEWS = {
+    "aten::view", "aten::reshape", "aten::_reshape_alias", "aten::transpose", "aten::t",
+    "aten::expand", "aten::as_strided", "aten::unsqueeze", "aten::squeeze", "aten::permute",
+    "aten::unbind", "aten::select", "aten::slice", "aten::split", "aten::chunk", "aten::empty",
+    "aten::empty_like", "aten::empty_strided", "aten::detach", "aten::alias",
+    "aten::_unsafe_view", "aten::lift_fresh", "aten::result_type", "aten::resolve_conj",
+    "aten::resolve_neg", "aten::is_nonzero", "aten::item", "aten::_local_scalar_dense",
+    "aten::narrow", "aten::flatten", "aten::contiguous",
+}  # fmt: skip
+
+
+def kernels_of(fn: object) -> int:
+    """Leaf aten ops (those that launch work) of one call of `fn`, views excluded."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()  # type: ignore[operator]
+    events = [e for e in prof.events() if e.name.startswith("aten::")]
+    parents = {e.id for e in events for c in e.cpu_children if c.name.startswith("aten::")}
+    return sum(
+        Counter(e.name for e in events if e.id not in parents and e.name not in VIEWS).values()
+    )
+
+
+def count_kernels() -> None:
+    """The kernel counts planner.steptime uses, from traces of a 4- and a 6-layer GPT."""
+    counts = {}
+    for layers, ltd in ((4, ()), (4, (1, 2)), (6, ())):
+        m = ModelShape(num_layers=layers, hidden_size=64, num_heads=2, vocab_size=256, seq_len=32)
+        model = build_model(m, ltd_layer_ids=ltd)
+        x, y = torch.randint(0, 256, (1, 32)), torch.randint(0, 256, (1, 32))
+        r = 16 if ltd else None
+
+        def step(
+            model: torch.nn.Module = model,
+            r: int | None = r,
+            x: torch.Tensor = x,
+            y: torch.Tensor = y,
+        ) -> None:
+            loss_fn(model, x, y, r).backward()
+
+        step()  # gradients exist, as in every micro-batch but a step's first
+        counts[(layers, ltd)] = kernels_of(step)
+        if layers == 4 and not ltd:
+            opt = make_optimizer(model)
+
+            def update(
+                model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt
+            ) -> None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+
+            update()
+            tensors = len(list(model.parameters()))
+            print(f"optimizer: {kernels_of(update)} kernels for {tensors} parameter tensors")
+    per_layer = (counts[(6, ())] - counts[(4, ())]) / 2
+    print(
+        f"per layer {per_layer:g}; head {counts[(4, ())] - 4 * per_layer:g}; "
+        f"per dropping layer {(counts[(4, (1, 2))] - counts[(4, ())]) / 2:g}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--measure-steps", type=int, default=15)
+    ap.add_argument("--profile", help="use this profile JSON instead of measuring one")
+    ap.add_argument("--count-kernels", action="store_true")
+    args = ap.parse_args()
+    if args.count_kernels:
+        count_kernels()
+        return
+    started = time.perf_counter()
+    if args.profile:
+        profile = DeviceProfile.model_validate_json(Path(args.profile).read_text())
+    else:
+        profile = measure_profile("cpu")
+        Path("cpu-profile.json").write_text(profile.model_dump_json(indent=2))
+    print(
+        f"device profile: {profile.device_name}, launch {profile.launch_overhead_us:.2f} µs, "
+        f"copy {profile.memory_gbps:.1f} GB/s, loss {profile.loss_gbps:.1f} GB/s, "
+        f"matmul up to {max(map(max, profile.matmul_tflops)):.3f} TFLOP/s"
+    )
+    head = (
+        f"{'shape':<20} {'FLOPs':>7} {'model':>7} {'measured':>9} {'|model-m|':>10} "
+        f"{'|FLOPs-m|':>10} {'m/FLOPs':>8}"
+    )
+    print(head)
+    rows = []
+    for name, (layers, hidden, heads, vocab, S, mb) in SHAPES.items():
+        shape = {
+            "name": name,
+            "num_layers": layers,
+            "hidden_size": hidden,
+            "num_heads": heads,
+            "vocab_size": vocab,
+            "seq_len": S,
+        }
+        p = plan(
+            {
+                "model": shape,
+                "train_batch_size": mb,
+                "train_steps": TRAIN_STEPS,
+                "random_ltd": {"require_steps": TRAIN_STEPS},
+                "hardware": {
+                    "num_gpus": 1,
+                    "micro_batch_size": mb,
+                    "device_profile": profile.model_dump(),
+                },
+            }
+        )
+        settings = ValidationSettings(
+            num_layers=layers,
+            micro_batch_size=mb,
+            device="cpu",
+            measure_steps=args.measure_steps,
+            max_minutes=10,
+        )
+        result = run_validation(p, settings)
+        assert not result.scaled_down, result.scaled_down  # the very shape, nothing scaled
+        model, meas, flops = (
+            p.savings.wall_clock,
+            result.measured_wall_clock_saving,
+            p.savings.flops,
+        )
+        rows.append((name, abs(model - meas), abs(flops - meas)))
+        print(
+            f"{name:<20} {flops:>7.2%} {model:>7.2%} {meas:>9.2%} {abs(model - meas) * 100:>9.2f}p "
+            f"{abs(flops - meas) * 100:>9.2f}p {meas / flops:>8.2f}",
+            flush=True,
+        )
+    judged = [r for r in rows if r[2] > 0.02]
+    hits = sum(r[1] <= 0.02 for r in judged)
+    print(
+        f"within 2 points where FLOPs misses by more: {hits} of {len(judged)}; "
+        f"all shapes within 2 points: {sum(r[1] <= 0.02 for r in rows)} of {len(rows)}; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""Device profiles: what a device achieves, as the step-time model (`planner.steptime`) needs it.
+
+A profile holds the achieved matrix-multiply rate over a grid of sizes, the fused attention
+rate over sequence lengths, the achieved memory bandwidth, the per-kernel launch and host
+overhead, and the interconnect bandwidth for the gradient all-reduce. It comes either from
+`ltd profile` (measured on the present device: `worker/profile.py`) or, for each GPU preset,
+built in below from datasheets and published microbenchmarks. No constant here is fitted to the
+validation measurements that judge the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from functools import cache
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from planner.gpus import GPU_PRESETS
+
+# The grids built-in profiles are tabulated on (measured profiles choose their own).
+MATMUL_ROWS = (64, 256, 1024, 4096, 16384, 65536)
+MATMUL_WIDTHS = (256, 1024, 4096, 16384)
+ATTENTION_LENGTHS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+class _LogGrids:
+    """A profile's grids in log space. Derived from its fields, so two profiles with equal
+    fields have equal grids (the comparison pydantic makes of private attributes)."""
+
+    def __init__(self, p: DeviceProfile) -> None:
+        self.rows = np.log(np.asarray(p.matmul_rows, dtype=np.float64))
+        self.widths = np.log(np.asarray(p.matmul_widths, dtype=np.float64))
+        self.matmul = np.log(np.asarray(p.matmul_tflops, dtype=np.float64) * 1e12)
+        self.lengths = np.log(np.asarray(p.attention_lengths, dtype=np.float64))
+        self.attention = np.log(np.asarray(p.attention_tflops, dtype=np.float64) * 1e12)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _LogGrids)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class DeviceProfile(BaseModel):
+    """What one device (in one dtype, under one torch) achieves. Rates are in the planner's
+    FLOP conventions: a multiply-add is 2 FLOPs, causal attention counts the full n x n."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    device_name: str = Field(max_length=200, description="e.g. 'NVIDIA H100 80GB HBM3', 'cpu'.")
+    dtype: Literal["bfloat16", "float16", "float32"] = Field(description="Compute dtype.")
+    torch_version: str | None = Field(None, max_length=64, description="None: built in.")
+    source: str = Field(max_length=2000, description="Where the numbers come from.")
+    peak_tflops: float | None = Field(None, gt=0, le=1e6, description="Dense peak; None: CPU.")
+    matmul_rows: list[int] = Field(min_length=2, max_length=64, description="M, ascending.")
+    matmul_widths: list[int] = Field(
+        min_length=2, max_length=64, description="W: the GEMM (M x W) @ (W x W), ascending."
+    )
+    matmul_tflops: list[list[float]] = Field(
+        description="Achieved TFLOP/s, [row][width], forward and backward GEMMs alike."
+    )
+    attention_lengths: list[int] = Field(min_length=2, max_length=64, description="Ascending.")
+    attention_tflops: list[float] = Field(
+        description="Achieved TFLOP/s of fused causal attention, forward + backward, by length."
+    )
+    memory_gbps: float | None = Field(
+        gt=0, le=1e6, description="Achieved memory bandwidth, GB/s (None: memory is free)."
+    )
+    loss_gbps: float | None = Field(
+        None,
+        gt=0,
+        le=1e6,
+        description="Achieved bandwidth of softmax cross-entropy over a vocabulary, forward and "
+        "backward, GB/s, counted as `planner.steptime.loss_bytes` does (None: memory_gbps).",
+    )
+    launch_overhead_us: float = Field(
+        ge=0, le=1e5, description="Host time to issue one kernel (framework + launch), µs."
+    )
+    async_launch: bool = Field(
+        description="Kernels queue on the device (CUDA): a kernel costs max(its work, the "
+        "launch overhead). False (CPU): they add."
+    )
+    interconnect_gbps: float | None = Field(
+        None, gt=0, le=1e6, description="All-reduce bus bandwidth within a node, GB/s per GPU."
+    )
+    internode_gbps: float | None = Field(
+        None, gt=0, le=1e6, description="All-reduce bus bandwidth across nodes, GB/s per GPU."
+    )
+    gpus_per_node: int = Field(8, ge=1, le=1024)
+    optimizer_ns_per_param: float | None = Field(
+        None, ge=0, le=1e6, description="Measured AdamW + clipping time per parameter, ns."
+    )
+    optimizer_us_per_tensor: float | None = Field(
+        None, ge=0, le=1e6, description="Measured AdamW + clipping time per parameter tensor, µs."
+    )
+
+    # The grids in log space, computed once: interpolation runs on every plan.
+    _log: _LogGrids = PrivateAttr()
+
+    def model_post_init(self, context: object) -> None:
+        self._log = _LogGrids(self)
+
+    @model_validator(mode="after")
+    def _grids(self) -> DeviceProfile:
+        for name in ("matmul_rows", "matmul_widths", "attention_lengths"):
+            grid = getattr(self, name)
+            if any(b <= a for a, b in zip(grid, grid[1:], strict=False)) or grid[0] < 1:
+                raise ValueError(f"{name}: must be positive and strictly ascending")
+        rows = self.matmul_tflops
+        if len(rows) != len(self.matmul_rows) or any(
+            len(r) != len(self.matmul_widths) for r in rows
+        ):
+            raise ValueError("matmul_tflops: must be len(matmul_rows) x len(matmul_widths)")
+        if len(self.attention_tflops) != len(self.attention_lengths):
+            raise ValueError("attention_tflops: must have one rate per attention length")
+        if min(min(r) for r in rows) <= 0 or min(self.attention_tflops) <= 0:
+            raise ValueError("matmul_tflops: rates must be positive")
+        return self
+
+    @property
+    def id(self) -> str:
+        """Stored profiles are keyed by device name, dtype and torch version."""
+        key = f"{self.device_name}|{self.dtype}|{self.torch_version or 'built-in'}"
+        return "dp_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def matmul_flops_per_s(self, rows: np.ndarray, width: float) -> np.ndarray:
+        """Achieved FLOP/s of a GEMM with `rows` rows and inner/outer width `width` (for a
+        (M x K) @ (K x N) GEMM, width = sqrt(K N)): bilinear in log size and log rate over the
+        grid, held at the edges."""
+        lr, lw, table = self._log.rows, self._log.widths, self._log.matmul
+        x = np.log(np.asarray(rows, dtype=np.float64))
+        x = np.minimum(np.maximum(x, lr[0]), lr[-1])
+        y = min(max(math.log(float(width)), lw[0]), lw[-1])
+        i = np.minimum(np.searchsorted(lr, x, side="right") - 1, len(lr) - 2)
+        j = min(int(np.searchsorted(lw, y, side="right")) - 1, len(lw) - 2)
+        tx, ty = (x - lr[i]) / (lr[i + 1] - lr[i]), (y - lw[j]) / (lw[j + 1] - lw[j])
+        top = table[i, j] * (1 - ty) + table[i, j + 1] * ty
+        bottom = table[i + 1, j] * (1 - ty) + table[i + 1, j + 1] * ty
+        return np.exp(top * (1 - tx) + bottom * tx)
+
+    def attention_flops_per_s(self, length: np.ndarray) -> np.ndarray:
+        """Achieved FLOP/s of fused causal attention at `length` tokens (log-log, held at the
+        edges)."""
+        x = np.log(np.maximum(np.asarray(length, dtype=np.float64), 1.0))
+        return np.exp(np.interp(x, self._log.lengths, self._log.attention))
+
+
+class BuiltinConstants(BaseModel):
+    """The few published numbers a built-in GPU profile is made from (module docstring of
+    `builtin_profile`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    matmul_fraction: float  # large bf16 GEMMs reach this share of the dense peak
+    matmul_rows_half: float  # rows M at which a GEMM reaches half of that
+    matmul_width_half: float  # width W (sqrt(K N)) at which a GEMM reaches half of that
+    attention_tflops: tuple[float, ...]  # on ATTENTION_LENGTHS, full n*n counted
+    datasheet_gbps: float  # HBM bandwidth on the datasheet
+    interconnect_gbps: float | None  # NVLink/xGMI all-reduce bus bandwidth per GPU
+    internode_gbps: float | None  # InfiniBand/RoCE all-reduce bus bandwidth per GPU
+
+
+# Sources, per constant (all approximate readings, none fitted to this project's validations):
+# - peaks: each vendor's datasheet, dense bf16 (planner.hardware.GPU_PRESETS);
+# - matmul_fraction: cuBLAS bf16 GEMMs of 8192^3 reach ~80% of peak on A100 and ~70% on H100
+#   (NVIDIA "Matrix Multiplication Background" guide; Hopper whitepaper cuBLAS figures);
+#   rows/width at half rate: the same guide's tile-quantisation and wave figures (a GEMM needs a
+#   few waves of 128 x 128 tiles over 108/132 SMs to fill the device: ~256-512 rows);
+# - attention: FlashAttention-2 (Dao 2023, fig. 5/6: A100 causal fwd+bwd, head dim 128, about
+#   100/130/150/165/175/180/185/187 TFLOP/s at 512..16k counting half of n*n) doubled to count
+#   the full n*n as the planner does; H100 from FlashAttention-3 (Shah et al. 2024, FA2 rows);
+# - memory: datasheet HBM bandwidth x 0.9, what copy microbenchmarks (BabelStream) reach;
+# - interconnect: nccl-tests all-reduce bus bandwidth on DGX A100 (~230 GB/s NVLink3) and DGX
+#   H100 (~360 GB/s NVLink4); across nodes one HDR (A100) or NDR (H100) NIC per GPU, ~80% of
+#   200 or 400 Gb/s;
+# - launch: ~4 µs cudaLaunchKernel plus ~4 µs PyTorch eager dispatch per op (PyTorch profiler
+#   traces of small ops).
+_A100_ATTN = (140.0, 180.0, 210.0, 260.0, 300.0, 330.0, 360.0, 370.0)
+BUILTIN: dict[str, BuiltinConstants] = {
+    "a100": BuiltinConstants(
+        matmul_fraction=0.80,
+        matmul_rows_half=256,
+        matmul_width_half=384,
+        attention_tflops=_A100_ATTN,
+        datasheet_gbps=2039,
+        interconnect_gbps=230,
+        internode_gbps=20,
+    ),
+    "a100-40gb": BuiltinConstants(
+        matmul_fraction=0.80,
+        matmul_rows_half=256,
+        matmul_width_half=384,
+        attention_tflops=_A100_ATTN,
+        datasheet_gbps=1555,
+        interconnect_gbps=230,
+        internode_gbps=20,
+    ),
+    "h100-sxm": BuiltinConstants(
+        matmul_fraction=0.70,
+        matmul_rows_half=512,
+        matmul_width_half=512,
+        attention_tflops=(220.0, 300.0, 380.0, 460.0, 540.0, 600.0, 640.0, 660.0),
+        datasheet_gbps=3350,
+        interconnect_gbps=360,
+        internode_gbps=40,
+    ),
+    "h100-pcie": BuiltinConstants(
+        matmul_fraction=0.70,
+        matmul_rows_half=512,
+        matmul_width_half=512,
+        attention_tflops=(170.0, 230.0, 290.0, 350.0, 410.0, 460.0, 490.0, 500.0),
+        datasheet_gbps=2000,
+        interconnect_gbps=50,
+        internode_gbps=40,
+    ),
+    "h200": BuiltinConstants(
+        matmul_fraction=0.72,
+        matmul_rows_half=512,
+        matmul_width_half=512,
+        attention_tflops=(230.0, 310.0, 390.0, 470.0, 550.0, 610.0, 650.0, 670.0),
+        datasheet_gbps=4800,
+        interconnect_gbps=360,
+        internode_gbps=40,
+    ),
+    "b200": BuiltinConstants(
+        matmul_fraction=0.70,
+        matmul_rows_half=768,
+        matmul_width_half=768,
+        attention_tflops=(400.0, 560.0, 720.0, 880.0, 1000.0, 1100.0, 1150.0, 1200.0),
+        datasheet_gbps=8000,
+        interconnect_gbps=700,
+        internode_gbps=80,
+    ),
+    "v100": BuiltinConstants(
+        matmul_fraction=0.75,
+        matmul_rows_half=192,
+        matmul_width_half=256,
+        attention_tflops=(50.0, 65.0, 80.0, 95.0, 105.0, 110.0, 115.0, 115.0),
+        datasheet_gbps=900,
+        interconnect_gbps=120,
+        internode_gbps=10,
+    ),
+    "l40s": BuiltinConstants(
+        matmul_fraction=0.65,
+        matmul_rows_half=384,
+        matmul_width_half=512,
+        attention_tflops=(110.0, 150.0, 180.0, 210.0, 230.0, 240.0, 250.0, 250.0),
+        datasheet_gbps=864,
+        interconnect_gbps=25,
+        internode_gbps=20,
+    ),
+    "mi300x": BuiltinConstants(
+        matmul_fraction=0.55,
+        matmul_rows_half=768,
+        matmul_width_half=768,
+        attention_tflops=(200.0, 280.0, 360.0, 440.0, 500.0, 540.0, 560.0, 570.0),
+        datasheet_gbps=5300,
+        interconnect_gbps=300,
+        internode_gbps=40,
+    ),
+}
+MEMORY_EFFICIENCY = 0.9
+CUDA_LAUNCH_US = 8.0
+
+
+@cache
+def builtin_profile(gpu: str) -> DeviceProfile:
+    """The built-in profile of a GPU preset, tabulated from `BUILTIN` (sources above):
+    matmul rate = peak x fraction x M / (M + M_half) x W / (W + W_half)."""
+    c, peak = BUILTIN[gpu], GPU_PRESETS[gpu][0]
+    rows, widths = np.asarray(MATMUL_ROWS, float), np.asarray(MATMUL_WIDTHS, float)
+    sat_rows, sat_widths = (
+        rows / (rows + c.matmul_rows_half),
+        widths / (widths + c.matmul_width_half),
+    )
+    table = peak * c.matmul_fraction * np.outer(sat_rows, sat_widths)
+    return DeviceProfile(
+        device_name=gpu,
+        dtype="bfloat16",
+        source=f"built in for {gpu}: datasheet peak and bandwidth, published GEMM, "
+        "FlashAttention-2/3 and nccl-tests figures (planner/device.py)",
+        peak_tflops=peak,
+        matmul_rows=list(MATMUL_ROWS),
+        matmul_widths=list(MATMUL_WIDTHS),
+        matmul_tflops=[[round(float(v), 3) for v in row] for row in table],
+        attention_lengths=list(ATTENTION_LENGTHS),
+        attention_tflops=list(c.attention_tflops),
+        memory_gbps=c.datasheet_gbps * MEMORY_EFFICIENCY,
+        launch_overhead_us=CUDA_LAUNCH_US,
+        async_launch=True,
+        interconnect_gbps=c.interconnect_gbps,
+        internode_gbps=c.internode_gbps,
+    )
+
+
+def ideal_profile(peak_tflops: float) -> DeviceProfile:
+    """A device that runs every FLOP at its peak, moves memory for free and launches nothing:
+    with it the step-time model's T(r)/T(S) is exactly the FLOPs ratio (a property test)."""
+    return DeviceProfile(
+        device_name="ideal",
+        dtype="bfloat16",
+        source="ideal: flat matmul and attention rate, no memory, launch or communication cost",
+        peak_tflops=peak_tflops,
+        matmul_rows=[1, 2],
+        matmul_widths=[1, 2],
+        matmul_tflops=[[peak_tflops, peak_tflops], [peak_tflops, peak_tflops]],
+        attention_lengths=[1, 2],
+        attention_tflops=[peak_tflops, peak_tflops],
+        memory_gbps=None,
+        launch_overhead_us=0.0,
+        async_launch=True,
+    )
