@@ -1,4 +1,4 @@
-"""Data access for plans and jobs: every query the API runs, as keyword-only functions.
+"""Data access for plans, jobs and device profiles: every query the API runs, keyword-only.
 
 The job queue's state transitions (claim, heartbeat, complete, ...) live in `api.queue`.
 """
@@ -11,7 +11,8 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from api.models import JobRow, JobState, PlanRow
+from api.models import DeviceProfileRow, JobRow, JobState, PlanRow
+from planner.device import DeviceProfile
 
 # Plans -----------------------------------------------------------------------------------------
 
@@ -124,3 +125,42 @@ def latest_succeeded_job(session: Session, *, plan_id: str) -> JobRow | None:
         .order_by(JobRow.finished_at.desc())
         .limit(1)
     ).first()
+
+
+# Device profiles --------------------------------------------------------------------------------
+
+
+def get_device_profile(session: Session, *, profile_id: str) -> DeviceProfileRow | None:
+    return session.get(DeviceProfileRow, profile_id)
+
+
+def upsert_device_profile(
+    session: Session, *, profile: DeviceProfile, now: datetime
+) -> DeviceProfileRow:
+    """Store a profile under its key (device, dtype, torch version); a newer measurement of the
+    same key replaces the old."""
+    row = session.get(DeviceProfileRow, profile.id, with_for_update=True)
+    if row is None:
+        row = DeviceProfileRow(
+            id=profile.id, device_name=profile.device_name, dtype=profile.dtype,
+            torch_version=profile.torch_version, profile_json=profile.model_dump_json(),
+            created_at=now, updated_at=now,
+        )  # fmt: skip
+        session.add(row)
+    else:
+        row.profile_json, row.updated_at = profile.model_dump_json(), now
+    session.flush()
+    return row
+
+
+def list_device_profiles(
+    session: Session, *, limit: int, offset: int
+) -> tuple[list[DeviceProfileRow], int]:
+    rows = session.scalars(
+        select(DeviceProfileRow)
+        .order_by(DeviceProfileRow.updated_at.desc(), DeviceProfileRow.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    count = session.scalar(select(func.count()).select_from(DeviceProfileRow)) or 0
+    return list(rows), count

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api.db import Database, migrate
 from api.errors import install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
-from api.routes import checks, health, jobs, plans, worker
+from api.routes import checks, device_profiles, health, jobs, plans, worker
 from api.service import Clock, utcnow
 from api.settings import Settings, get_settings
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.clock = clock or utcnow
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for module in (plans, checks, jobs, worker, health):
+    for module in (plans, checks, jobs, device_profiles, worker, health):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

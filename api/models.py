@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from planner.jobs import JobState
 
-__all__ = ["Base", "JobRow", "JobState", "PlanRow", "UTCDateTime"]
+__all__ = ["Base", "DeviceProfileRow", "JobRow", "JobState", "PlanRow", "UTCDateTime"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -71,4 +71,19 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeviceProfileRow(Base):
+    """A measured device profile, keyed by device name, dtype and torch version
+    (`planner.device.DeviceProfile.id`); a newer measurement of the same key replaces it."""
+
+    __tablename__ = "device_profiles"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_name: Mapped[str] = mapped_column(String(200))
+    dtype: Mapped[str] = mapped_column(String(16))
+    torch_version: Mapped[str | None] = mapped_column(String(64))
+    profile_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

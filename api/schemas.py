@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from planner import CheckLimits, Plan, PlanRequest
+from planner.device import DeviceProfile
 from planner.jobs import JobPublic
 from planner.validation import ValidationResult, ValidationSettings
 
@@ -133,3 +134,20 @@ class FailRequest(LeaseBody):
 
 class ReleaseRequest(LeaseBody):
     pass
+
+
+# Device profiles ---------------------------------------------------------------------------------
+
+
+class DeviceProfilePublic(BaseModel):
+    """A stored device profile: use its `id` as a plan request's `hardware.device_profile`."""
+
+    id: str
+    profile: DeviceProfile
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeviceProfilesPublic(BaseModel):
+    data: list[DeviceProfilePublic]
+    count: int = Field(description="Profiles stored in all.")

@@ -12,10 +12,11 @@ from sqlalchemy.exc import IntegrityError
 
 from api import crud, queue
 from api.db import Database
-from api.errors import NotFoundError, plan_input_error
-from api.models import JobRow, JobState
-from api.schemas import JobPublic
+from api.errors import FieldError, NotFoundError, plan_input_error
+from api.models import DeviceProfileRow, JobRow, JobState
+from api.schemas import DeviceProfilePublic, JobPublic
 from planner import Plan, PlanInputError, PlanRequest, plan, resolve
+from planner.device import DeviceProfile
 from planner.validation import ValidationResult, ValidationSettings, calibrate
 
 log = logging.getLogger("api")
@@ -25,6 +26,36 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def with_stored_profile(db: Database, request: PlanRequest, *, loc: Sequence[str]) -> PlanRequest:
+    """The request with a stored device profile's id (`hardware.device_profile`) replaced by
+    the profile itself, so that the plan (and its id) depend on the profile's numbers. An unknown
+    id is a 422 at `loc.hardware.device_profile`."""
+    profile_id = request.hardware.device_profile
+    if not isinstance(profile_id, str):
+        return request
+    with db.read() as session:
+        row = crud.get_device_profile(session, profile_id=profile_id)
+        profile_json = row.profile_json if row is not None else None
+    if profile_json is None:
+        raise FieldError(
+            [*loc, "hardware", "device_profile"],
+            f"no stored device profile {profile_id!r} (GET /v1/device-profiles lists them)",
+        )
+    hardware = request.hardware.model_copy(
+        update={"device_profile": DeviceProfile.model_validate_json(profile_json)}
+    )
+    return request.model_copy(update={"hardware": hardware})
+
+
+def device_profile_public(row: DeviceProfileRow) -> DeviceProfilePublic:
+    return DeviceProfilePublic(
+        id=row.id,
+        profile=DeviceProfile.model_validate_json(row.profile_json),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 def plan_id_of(request: PlanRequest, *, loc: Sequence[str]) -> str:
@@ -49,6 +80,7 @@ def get_or_create_plan(
     """The plan id and stored plan document (JSON text) for `request`, computed and stored on
     first use; later calls only hash the request and read the stored text. Blocking: run it in
     a thread."""
+    request = with_stored_profile(db, request, loc=loc)
     plan_id = plan_id_of(request, loc=loc)
     stored = find_plan(db, plan_id)
     if stored is not None:
@@ -129,14 +161,18 @@ def calibrated_plan_json(plan_json: str, result: ValidationResult, job_id: str) 
 def complete_job(
     db: Database, *, job_id: str, lease_id: str, result: ValidationResult, now: datetime
 ) -> JobPublic:
-    """Store a job's result and calibrate its plan, in one transaction."""
+    """Store a job's result, and in the same transaction calibrate its plan (a throughput
+    measurement) or store the device profile it measured (mode "profile")."""
     with db.write() as session:
         job = queue.complete(
             session, job_id=job_id, lease_id=lease_id, now=now, result_json=result.model_dump_json()
         )
-        plan_json = crud.get_plan_json(session, plan_id=job.plan_id)
-        assert plan_json is not None
-        updated = calibrated_plan_json(plan_json, result, job.id)
-        if updated is not None:
-            crud.set_plan_json(session, plan_id=job.plan_id, plan_json=updated)
+        if result.measured_wall_clock_saving is not None:
+            plan_json = crud.get_plan_json(session, plan_id=job.plan_id)
+            assert plan_json is not None
+            updated = calibrated_plan_json(plan_json, result, job.id)
+            if updated is not None:
+                crud.set_plan_json(session, plan_id=job.plan_id, plan_json=updated)
+        if result.device_profile is not None:
+            crud.upsert_device_profile(session, profile=result.device_profile, now=now)
         return job_public(job)

@@ -88,9 +88,7 @@ def count_kernels() -> None:
         if layers == 4 and not ltd:
             opt = make_optimizer(model)
 
-            def update(
-                model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt
-            ) -> None:
+            def update(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
 
@@ -104,14 +102,52 @@ def count_kernels() -> None:
     )
 
 
+def gpu_predictions(gpu: str) -> None:
+    """The built-in profile's predictions for the cases measured on an H100 on 2026-11-27
+    (docs/benchmarks.md), which the model never saw."""
+    import numpy as np
+
+    from planner import build_runs, parse_request, resolve
+    from planner.device import builtin_profile
+    from planner.steptime import StepShape, micro_batch_s, step_time_s
+
+    profile = builtin_profile(gpu)
+    req = parse_request({
+        "model": "gpt3-1.3b", "train_batch_size": 512, "train_tokens": 300_000_000_000,
+        "ltd_train_tokens": 200_000_000_000, "random_ltd": {"require_steps": 133_333},
+        "hardware": {"gpu": gpu, "num_gpus": 64, "micro_batch_size": 4},
+    })  # fmt: skip
+    runs = build_runs(resolve(req))
+    shape = StepShape(runs.resolved.model, 22, micro_batch_size=4, accumulation=2, num_gpus=1)
+    t = step_time_s(runs.ltd.values, shape, profile)
+    t_full = float(step_time_s(2048, shape, profile)[0])
+    ratio = float(np.dot(t, runs.ltd.counts)) / (runs.baseline.num_steps * t_full)
+    print(
+        f"paper run, one GPU, 24 layers, micro-batch 4 x 2: {1 - ratio:.1%} "
+        f"(T(128) {float(step_time_s(128, shape, profile)[0]) * 1e3:.1f} ms, "
+        f"T(2048) {t_full * 1e3:.1f} ms)"
+    )
+    for layers, hidden, heads, S, batch in ((16, 2048, 16, 2048, 4), (8, 4096, 32, 2048, 2),
+                                            (8, 512, 8, 1024, 8)):  # fmt: skip
+        m = ModelShape(num_layers=layers, hidden_size=hidden, num_heads=heads, vocab_size=256,
+                       seq_len=S)  # fmt: skip
+        step = StepShape(m, layers - 2, micro_batch_size=batch, accumulation=1, num_gpus=1)
+        at_r, at_s = micro_batch_s(np.array([S // 4, S]), step, profile)
+        print(f"{layers} x {hidden}, S {S}, batch {batch}, one step at S/4: {1 - at_r / at_s:.1%}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--measure-steps", type=int, default=15)
     ap.add_argument("--profile", help="use this profile JSON instead of measuring one")
     ap.add_argument("--count-kernels", action="store_true")
+    ap.add_argument("--gpu-predictions", metavar="GPU", help="built-in profile's predictions")
     args = ap.parse_args()
     if args.count_kernels:
         count_kernels()
+        return
+    if args.gpu_predictions:
+        gpu_predictions(args.gpu_predictions)
         return
     started = time.perf_counter()
     if args.profile:

@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from planner.device import DeviceProfile
 from planner.document import Calibration, Plan, request_from_plan
 from planner.hardware import cost_usd, gpu_preset_for_name, wall_clock_hours
 from planner.resolve import Runs, build_runs, resolve
@@ -34,9 +35,10 @@ class ValidationSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    mode: Literal["throughput", "convergence", "both"] = Field(
+    mode: Literal["throughput", "convergence", "both", "profile"] = Field(
         "throughput",
-        description="Measure step time, train both runs to equal LayerTokens, or both.",
+        description="Measure step time, train both runs to equal LayerTokens, or both; or "
+        "measure the device into a device profile (`ltd profile`) that the API stores.",
     )
     num_layers: int | None = Field(
         None, ge=3, le=1000, description="Layers to build; default: the plan's, scaled to fit."
@@ -65,6 +67,12 @@ class StepTime(BaseModel):
     step_time_ms: float
     tokens_per_s: float
     model_flops_per_s: float
+    predicted_step_time_ms: float | None = Field(
+        None, description="The step-time model's T(r) for the very shape measured."
+    )
+    prediction_error: float | None = Field(
+        None, description="predicted / measured - 1 (0.05: the model says 5% slower)."
+    )
 
 
 class ConvergenceResult(BaseModel):
@@ -82,10 +90,12 @@ class ValidationResult(BaseModel):
     gpu_name: str | None
     torch_version: str
     dtype: str
-    num_layers: int = Field(description="Layers of the model actually measured (L').")
-    num_ltd_layers: int = Field(description="Its dropping layers (L'_ltd).")
-    micro_batch_size: int
-    seq_len: int
+    num_layers: int | None = Field(
+        description="Layers of the model actually measured (L'); None in profile mode."
+    )
+    num_ltd_layers: int | None = Field(description="Its dropping layers (L'_ltd).")
+    micro_batch_size: int | None
+    seq_len: int | None
     accumulation_steps: int = Field(
         1,
         description="Micro-batches per optimizer step (the plan's G / (GPUs x micro-batch)): "
@@ -97,8 +107,20 @@ class ValidationResult(BaseModel):
     )
     scaled_down: list[str] = Field(description="What was made smaller than the plan, and why.")
     step_times: list[StepTime]
-    step_time_fit: list[float] = Field(description="T'(r) = c0 + c1 r + c2 r^2, milliseconds.")
-    measured_wall_clock_saving: float
+    step_time_fit: list[float] | None = Field(
+        None, description="T'(r) = c0 + c1 r + c2 r^2, milliseconds; None: no step timed."
+    )
+    measured_wall_clock_saving: float | None = Field(
+        None, description="The plan's saving from the measured T'(r); None: nothing was timed."
+    )
+    predicted_wall_clock_saving: float | None = Field(
+        None,
+        description="The same integration over the step-time model's T(r) for the shape "
+        "measured: what the model predicted for this measurement.",
+    )
+    prediction_profile: str | None = Field(
+        None, description="The device profile the prediction used."
+    )
     flops_saving: float = Field(description="The planner's FLOPs saving for the same schedule.")
     mfu: float | None = Field(description="Model FLOPs utilisation of the full-length step.")
     peak_memory_bytes: int | None
@@ -106,6 +128,9 @@ class ValidationResult(BaseModel):
         None, description="Share of the step spent gathering and scattering tokens."
     )
     convergence: ConvergenceResult | None = None
+    device_profile: DeviceProfile | None = Field(
+        None, description="Mode profile: the device measured (the API stores it)."
+    )
     seconds: float = Field(description="Wall-clock seconds the job took.")
 
 
@@ -161,6 +186,8 @@ def calibrate(plan: Plan, result: ValidationResult, *, job_id: str) -> Calibrati
     """The calibrated projection a plan shows once a validation job has succeeded: the
     baseline's hours (with the measured MFU where the job ran on the plan's GPU type), and the
     random-LTD run's as those times (1 - measured saving)."""
+    if result.measured_wall_clock_saving is None:
+        raise ValueError("the result timed no steps: nothing to calibrate with")
     hw = plan.hardware
     same_gpu = gpu_preset_for_name(result.gpu_name) == hw.gpu
     mfu = result.mfu if same_gpu and result.mfu else hw.mfu

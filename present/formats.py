@@ -254,11 +254,24 @@ def render_check(result: CheckResult, fmt: str) -> str:
     return out + f"check {verdict}\n"
 
 
-def validation_rows(result: ValidationResult) -> list[tuple[str, str, str, str]]:
+STEP_HEADERS = (
+    "reserved length",
+    "step time (ms)",
+    "model's prediction (ms)",
+    "model's error",
+    "tokens/s",
+    "model TFLOP/s",
+)
+
+
+def validation_rows(result: ValidationResult) -> list[tuple[str, ...]]:
+    """Step time by reserved length, measured beside the step-time model's prediction."""
     return [
         (
             str(s.reserved_length),
             f"{s.step_time_ms:,.2f}",
+            "-" if s.predicted_step_time_ms is None else f"{s.predicted_step_time_ms:,.2f}",
+            "-" if s.prediction_error is None else f"{s.prediction_error:+.1%}",
             f"{s.tokens_per_s:,.0f}",
             f"{s.model_flops_per_s / 1e12:,.3f}",
         )
@@ -275,11 +288,14 @@ def validation_summary(plan: Plan, result: ValidationResult) -> list[tuple[str, 
         ),
         (
             "measured model",
-            f"{result.num_layers} layers ({result.num_ltd_layers} dropping), "
+            "none (a device profile)"
+            if result.num_layers is None
+            else f"{result.num_layers} layers ({result.num_ltd_layers} dropping), "
             f"micro-batch {result.micro_batch_size}, S {result.seq_len}",
         ),
         ("scaled down", "; ".join(result.scaled_down) or "nothing"),
         ("measured wall-clock saving", pct(result.measured_wall_clock_saving)),
+        ("step-time model's saving for this shape", pct(result.predicted_wall_clock_saving)),
         ("planner FLOPs saving", pct(result.flops_saving)),
         ("MFU (full-length step)", "-" if result.mfu is None else f"{result.mfu:.1%}"),
         (
@@ -334,11 +350,11 @@ def calibrated_rows(plan: Plan) -> list[tuple[str, str, str, str]]:
     ]
 
 
-CAL_HEADERS = ("figure", "baseline", "random-LTD (FLOPs projection)", "random-LTD (calibrated)")
+CAL_HEADERS = ("figure", "baseline", "random-LTD (step-time model)", "random-LTD (calibrated)")
 
 
 def render_validation(plan: Plan, result: ValidationResult, fmt: str) -> str:
-    step_headers = ("reserved length", "step time (ms)", "tokens/s", "model TFLOP/s")
+    step_headers = STEP_HEADERS
     summary = validation_summary(plan, result)
     if fmt == "markdown":
         return "\n".join(

@@ -44,6 +44,8 @@ def render_report(
         job_id=job_id,
         summary=formats.validation_summary(plan, measured) if measured else [],
         step_rows=formats.validation_rows(measured) if measured else [],
+        step_headers=formats.STEP_HEADERS,
+        projection_note=formats.projection_note(plan),
         svg=plan_svg(plan, runs),
         deepspeed=plan.deepspeed_config.model_dump_json(indent=2),
     )

@@ -173,7 +173,8 @@ def assert_matches(actual: Any, expected: Any, path: str = "") -> list[str]:
 def test_quickstart_plan_table_is_the_readme(tmp_path: Path) -> None:
     example = readme_example("ltd plan --model gpt3-1.3b", containing="--gpu a100")
     assert "--price-per-gpu-hour 1.8" in example.command
-    assert example.output[-1].startswith("└"), "the README shows the whole table"
+    assert example.output[-2].startswith("└"), "the README shows the whole table"
+    assert example.output[-1].startswith("wall-clock: "), "and how wall-clock was projected"
     result = run_ltd(example.argv, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from planner.budget import Accounting, profile_until
+from planner.device import BUILTIN, DeviceProfile, builtin_profile
 from planner.document import Plan
+from planner.hardware import gpu_preset_for_name
 from planner.lr import LRConfig
 from planner.models import ModelShape
 from planner.sizing import (
@@ -37,6 +39,7 @@ from planner.sizing import (
     size_job,
     step_equivalents,
 )
+from planner.steptime import StepShape, step_time_s
 from planner.validation import (
     ConvergenceResult,
     StepTime,
@@ -49,6 +52,7 @@ from planner.validation import (
 from worker import distributed, measure
 from worker.data import Corpus, load_corpus
 from worker.model import Transformer, build_model
+from worker.profile import measure_profile
 from worker.train import make_optimizer, run_schedule, train, unwrap
 
 Progress = Callable[[float, str], None]
@@ -249,6 +253,8 @@ class Throughput:
     gather_scatter_fraction: float | None
     accumulation: int
     optimizer_step_ms: float
+    predicted_saving: float
+    prediction_profile: str
 
     def result_fields(self, device: torch.device) -> dict[str, Any]:
         """The throughput part of a ValidationResult."""
@@ -259,6 +265,8 @@ class Throughput:
             "step_times": self.step_times,
             "step_time_fit": self.fit,
             "measured_wall_clock_saving": self.saving,
+            "predicted_wall_clock_saving": self.predicted_saving,
+            "prediction_profile": self.prediction_profile,
             "mfu": measure.mfu(full.model_flops_per_s, device),
             "gather_scatter_fraction": self.gather_scatter_fraction,
         }
@@ -269,8 +277,8 @@ NO_THROUGHPUT: dict[str, Any] = {
     "accumulation_steps": 1,
     "optimizer_step_ms": None,
     "step_times": [],
-    "step_time_fit": [0.0, 0.0, 0.0],
-    "measured_wall_clock_saving": 0.0,
+    "step_time_fit": None,
+    "measured_wall_clock_saving": None,
     "mfu": None,
     "gather_scatter_fraction": None,
 }
@@ -330,7 +338,50 @@ def run_throughput(
         num_ltd_layers=L_ltd,
         device=device,
     )
-    return Throughput(times, fit, saving, share, accumulation, opt_ms)
+    # The step-time model's prediction for this very shape, integrated the same way.
+    profile = prediction_profile(plan, device, amp_dtype)
+    step = StepShape(
+        shape, L_ltd, size.micro_batch_size, accumulation, num_gpus=distributed.world_size()
+    )
+    # Under DDP every rank reports rank 0's figures (each rank measured its own profile).
+    predicted_ms = [
+        distributed.agree(float(t)) for t in step_time_s(np.asarray(lengths), step, profile) * 1e3
+    ]
+    times = [
+        t.model_copy(
+            update={
+                "predicted_step_time_ms": float(p),
+                "prediction_error": float(p) / t.step_time_ms - 1,
+            }
+        )
+        for t, p in zip(times, predicted_ms, strict=True)
+    ]
+    predicted_fit = fit_step_time(
+        [t.reserved_length * m.seq_len / size.seq_len for t in times], predicted_ms
+    )
+    predicted_saving = measured_saving(
+        runs_for_plan(plan),
+        predicted_fit,
+        measured_num_layers=size.num_layers,
+        measured_ltd_layers=L_ltd,
+        flops_ratio=flops_ratio,
+    )
+    label = f"{profile.device_name} ({profile.dtype}): {profile.source}"
+    return Throughput(times, fit, saving, share, accumulation, opt_ms, predicted_saving, label)
+
+
+def prediction_profile(plan: Plan, device: torch.device, amp_dtype: torch.dtype) -> DeviceProfile:
+    """The profile to predict a job with: the plan's own where it describes this device and
+    dtype, else the built-in one of a known GPU in bfloat16, else measured now (`ltd profile`:
+    about ten seconds on a CPU)."""
+    name, dtype = measure.gpu_name(device) or "cpu", str(amp_dtype).removeprefix("torch.")
+    given = plan.hardware.device_profile
+    if isinstance(given, DeviceProfile) and (given.device_name, given.dtype) == (name, dtype):
+        return given
+    preset = gpu_preset_for_name(name)
+    if preset in BUILTIN and dtype == "bfloat16":
+        return builtin_profile(preset)
+    return measure_profile(device.type, dtype)
 
 
 def _size(
@@ -357,6 +408,30 @@ def _size(
     )
 
 
+def profile_job(
+    plan: Plan, settings: ValidationSettings, progress: Progress | None, started: float
+) -> ValidationResult:
+    """Mode "profile": measure this device (`ltd profile`); no model is built."""
+    profile = measure_profile(settings.device, settings.dtype, progress=progress)
+    device = measure.pick_device(settings.device)
+    return ValidationResult(
+        device=device.type,
+        gpu_name=measure.gpu_name(device),
+        torch_version=torch.__version__,
+        dtype=profile.dtype,
+        num_layers=None,
+        num_ltd_layers=None,
+        micro_batch_size=None,
+        seq_len=None,
+        scaled_down=[],
+        flops_saving=plan.savings.flops,
+        peak_memory_bytes=measure.peak_memory_bytes(device),
+        device_profile=profile,
+        seconds=time.perf_counter() - started,
+        **NO_THROUGHPUT,
+    )
+
+
 def run_validation(
     plan: Plan, settings: ValidationSettings | None = None, progress: Progress | None = None
 ) -> ValidationResult:
@@ -364,6 +439,8 @@ def run_validation(
     called with the fraction done, in [0, 1], and what is being done."""
     settings = settings or ValidationSettings()
     started = time.perf_counter()
+    if settings.mode == "profile":
+        return profile_job(plan, settings, progress, started)
     distributed.init_distributed(settings.device)  # a no-op unless launched by torchrun
     device = measure.pick_device(settings.device)
     amp_dtype = measure.pick_amp_dtype(device, settings.dtype)

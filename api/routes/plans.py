@@ -62,6 +62,8 @@ async def create_plan(
     clock: ClockDep,
 ) -> Response:
     """Plan a request, or return the stored plan of the same normalised request (201 both)."""
+    if isinstance(request.hardware.device_profile, str):  # a stored profile: one more read
+        request = await run_in_threadpool(service.with_stored_profile, db, request, loc=["body"])
     plan_id = service.plan_id_of(request, loc=["body"])
     stored = service.find_plan(db, plan_id)
     if stored is not None:

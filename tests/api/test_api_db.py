@@ -17,9 +17,30 @@ def test_migrate_creates_the_schema_and_is_idempotent(database_url):
     db = Database(database_url)
     try:
         tables = set(inspect(db.engine).get_table_names())
-        assert {"plans", "jobs", "alembic_version"} <= tables
+        assert {"plans", "jobs", "device_profiles", "alembic_version"} <= tables
         with db.read() as session:
-            assert session.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            assert session.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+    finally:
+        db.dispose()
+
+
+def test_upgrading_from_0001_keeps_stored_plans(database_url):
+    migrate(database_url, "0001")
+    db = Database(database_url)
+    try:
+        with db.write() as session:
+            session.execute(
+                text(
+                    "INSERT INTO plans (id, request_json, plan_json, created_at) "
+                    "VALUES ('p_old', '{}', '{\"id\": \"p_old\"}', '2026-11-01 00:00:00')"
+                )
+            )
+        migrate(database_url)
+        with db.read() as session:
+            assert session.scalar(text("SELECT plan_json FROM plans WHERE id = 'p_old'")) == (
+                '{"id": "p_old"}'
+            )
+            assert session.scalar(text("SELECT count(*) FROM device_profiles")) == 0
     finally:
         db.dispose()
 

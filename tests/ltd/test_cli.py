@@ -283,3 +283,21 @@ def test_export_deepspeed_reads_back_to_the_same_plan(
         "json",
     )
     assert code == 0 and json.loads(again)["id"] == json.loads(out)["id"]
+
+
+@pytest.mark.slow
+def test_profile_then_plan_with_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "cpu.json"
+    assert main(["profile", "--device", "cpu", "-o", str(out)]) == 0
+    profile = json.loads(out.read_text())
+    assert profile["device_name"] == "cpu" and profile["torch_version"]
+    capsys.readouterr()
+    args = ["plan", "--model", "gpt2", "--train-batch-size", "8", "--train-steps", "100",
+            "--num-gpus", "1", "--micro-batch-size", "8", "--format", "json"]  # fmt: skip
+    code, text, _ = run(capsys, *args, "--device-profile", str(out))
+    assert code == 0
+    plan = json.loads(text)
+    assert plan["projection"]["device_profile"].startswith("cpu (float32)")
+    assert plan["hardware"]["device_profile"]["device_name"] == "cpu"
+    code, _, err = run(capsys, *args, "--device-profile", str(tmp_path / "none.json"))
+    assert code == 2 and "--device-profile" in err

@@ -71,7 +71,15 @@ def test_run_validation_end_to_end_tiny_plan() -> None:
     assert result.num_layers == 4 and result.num_ltd_layers == 2 and result.seq_len == 64
     assert [t.reserved_length for t in result.step_times][-1] == 64
     assert len(result.step_times) == 5 and all(t.step_time_ms > 0 for t in result.step_times)
+    assert result.measured_wall_clock_saving is not None
     assert -1.0 < result.measured_wall_clock_saving < 1.0
+    # The step-time model's prediction for the very shape measured, beside each measurement.
+    for t in result.step_times:
+        assert t.predicted_step_time_ms is not None and t.predicted_step_time_ms > 0
+        assert t.prediction_error == pytest.approx(t.predicted_step_time_ms / t.step_time_ms - 1)
+    assert result.predicted_wall_clock_saving is not None
+    assert -1.0 < result.predicted_wall_clock_saving < 1.0
+    assert result.prediction_profile is not None and result.prediction_profile.startswith("cpu")
     assert result.flops_saving == pytest.approx(tiny_plan().savings.flops)
     assert result.gather_scatter_fraction is not None and result.gather_scatter_fraction >= 0
     assert result.peak_memory_bytes and result.peak_memory_bytes > 0
@@ -81,3 +89,15 @@ def test_run_validation_end_to_end_tiny_plan() -> None:
     fractions = [f for f, _ in calls]
     assert all(0.0 <= f <= 1.0 for f in fractions) and fractions == sorted(fractions)
     assert fractions[-1] == 1.0
+
+
+@pytest.mark.slow
+def test_profile_mode_measures_the_device_and_builds_no_model() -> None:
+    result = run_validation(tiny_plan(), ValidationSettings(mode="profile", device="cpu"))
+    profile = result.device_profile
+    assert profile is not None and profile.device_name == "cpu" and profile.dtype == "float32"
+    assert profile.torch_version == result.torch_version and not profile.async_launch
+    assert all(v > 0 for row in profile.matmul_tflops for v in row)
+    assert profile.launch_overhead_us > 0 and profile.memory_gbps and profile.memory_gbps > 0
+    assert result.num_layers is None and result.step_times == []
+    assert result.measured_wall_clock_saving is None  # nothing for a calibration to use
