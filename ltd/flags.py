@@ -116,8 +116,8 @@ def model_flags(
     _path: tuple[str, ...] = (),
 ) -> list[Flag]:
     """The flags of `model`'s fields in declaration order; nested models are flattened. A flag
-    whose name is `taken` already gets `collision_prefix`; `rename` maps dotted paths to
-    option names kept for compatibility."""
+    whose name is `taken` already gets `collision_prefix` (default: its top-level section's
+    name); `rename` maps dotted paths to option names kept for compatibility."""
     rename = rename or {}
     taken = set() if taken is None else taken
     flags: list[Flag] = []
@@ -137,8 +137,9 @@ def model_flags(
             )
             continue
         option = rename.get(".".join(path), "--" + name.replace("_", "-"))
-        if option in taken:
-            option = f"--{collision_prefix}-{name.replace('_', '-')}"
+        if option in taken:  # e.g. curriculum.schedule_type -> --curriculum-schedule-type
+            prefix = collision_prefix or path[0].replace("_", "-")
+            option = f"--{prefix}-{name.replace('_', '-')}"
         taken.add(option)
         parse, choices = _parser(annotation)
         flags.append(Flag(path, option, parse, choices, field.description))
@@ -147,8 +148,11 @@ def model_flags(
 
 def add_flags(parser: argparse.ArgumentParser, flags: Iterable[Flag]) -> None:
     for f in flags:
-        if f.parse is None:
-            parser.add_argument(f.option, action="store_true", default=None, help=f.help)
+        if f.parse is None:  # --x / --no-x; unset leaves the field's default
+            parser.add_argument(
+                f.option, dest=f.dest, action=argparse.BooleanOptionalAction, default=None,
+                help=f.help,
+            )  # fmt: skip
         else:
             metavars: dict[Callable[[str], Any], str] = {count: "N", number: "X", id_list: "N,N"}
             metavar = metavars.get(f.parse)

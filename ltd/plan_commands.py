@@ -29,6 +29,7 @@ from planner.errors import PlanInputError
 from planner.hardware import GPU_PRESETS
 from planner.inverse import InverseRequest, solve
 from planner.models import PRESETS
+from planner.recipes import RECIPES, recipe
 from planner.request import PlanRequest
 from planner.resolve import build_runs, resolve
 from present import formats
@@ -38,7 +39,9 @@ FORMATS = ("table", "json", "markdown", "csv")
 
 # Every PlanRequest field but the two that name files; `lr.style` keeps its first name.
 PLAN_FLAGS = model_flags(
-    PlanRequest, skip={"model", "deepspeed_config"}, rename={"lr.style": "--lr-style"}
+    PlanRequest,
+    skip={"model", "deepspeed_config"},
+    rename={"lr.style": "--lr-style", "random_ltd.enabled": "--random-ltd"},
 )
 LIMIT_FLAGS = model_flags(CheckLimits)
 
@@ -47,12 +50,19 @@ def add_plan_flags(p: argparse.ArgumentParser, *, default_format: str = "table")
     p.add_argument("--model", help="preset name (ltd models) or a config.json / shape JSON file")
     p.add_argument("--deepspeed-config", metavar="FILE", help="a whole DeepSpeed JSON config")
     p.add_argument("--request", metavar="FILE", help="a plan request JSON; flags override it")
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="start from the authors' data-efficiency recipe (CL + random-LTD); flags override",
+    )
     add_flags(p, PLAN_FLAGS)
     p.add_argument("--format", choices=FORMATS, default=default_format)
 
 
 def request_from_args(args: argparse.Namespace) -> PlanRequest:
     body: dict[str, Any] = read_json(args.request, "--request") if args.request else {}
+    if getattr(args, "recipe", None):
+        body = {**recipe(args.recipe), **body}
     if not isinstance(body, dict):
         raise PlanInputError("--request", "must hold a JSON object")
     if args.model:
@@ -183,6 +193,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     gpus = ", ".join(f"{k} ({v[0]:g} TFLOP/s)" for k, v in GPU_PRESETS.items())
     if args.format in ("table", "markdown"):
         emit(f"GPU presets (dense bf16 peaks): {gpus}")
+        emit(f"recipes (--recipe, CL + random-LTD): {', '.join(RECIPES)}")
     return 0
 
 

@@ -9,9 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
-from planner.errors import PlanInputError
+from planner.curriculum import CurriculumConfig, CurriculumScheduleConfig
+from planner.errors import PlanInputError, input_error_from
 from planner.schedule import RandomLTDConfig
 
 ROOT = "deepspeed_config"
@@ -22,9 +30,14 @@ SCHEDULE = LTD + ".random_ltd_schedule"
 
 @dataclass(frozen=True)
 class DeepSpeedRandomLTD:
+    """What a DeepSpeed config says about a plan: batch size, random-LTD (None: not
+    configured), and curriculum learning over sequence length (None: none)."""
+
     train_batch_size: int | None
     total_layer_num: int | None
-    config: RandomLTDConfig
+    config: RandomLTDConfig | None
+    curriculum: CurriculumConfig | None = None
+    reorder_metrics: tuple[str, ...] = ()  # CL metrics that only reorder data
 
 
 def _int(block: dict[str, Any], key: str, path: str, *, minimum: int = 1) -> int:
@@ -55,6 +68,11 @@ def parse_deepspeed_config(cfg: dict[str, Any]) -> DeepSpeedRandomLTD:
     if not isinstance(cfg, dict):
         raise PlanInputError(ROOT, "must be a JSON object")
     batch = _int(cfg, "train_batch_size", ROOT) if "train_batch_size" in cfg else None
+    curriculum, reorder = parse_curriculum(cfg)
+    if curriculum is not None and not _has(cfg, LTD_PATH):
+        return DeepSpeedRandomLTD(batch, None, None, curriculum, reorder)  # CL only
+    if not _has(cfg, LTD_PATH) and reorder:
+        return DeepSpeedRandomLTD(batch, None, None, None, reorder)
     ltd = _block(cfg, LTD_PATH, ROOT)
     if ltd.get("enabled") is False:
         raise PlanInputError(f"{LTD}.enabled", "is false: DeepSpeed would drop no tokens")
@@ -99,11 +117,88 @@ def parse_deepspeed_config(cfg: dict[str, Any]) -> DeepSpeedRandomLTD:
         seq_per_step=_int(sched_cfg, "seq_per_step", f"{SCHEDULE}.schedule_config"),
         layer_ids=tuple(sorted(ids)) if ids is not None else None,
     )
-    return DeepSpeedRandomLTD(batch, total, config)
+    return DeepSpeedRandomLTD(batch, total, config, curriculum, reorder)
+
+
+def _has(cfg: dict[str, Any], keys: tuple[str, ...]) -> bool:
+    node: Any = cfg
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+LEGACY_CL = ROOT + ".curriculum_learning"
+CL_PATH = ("data_efficiency", "data_sampling", "curriculum_learning")
+CL = ROOT + "." + ".".join(CL_PATH)
+CL_KEYS = ("min_difficulty", "max_difficulty", "schedule_type", "schedule_config")
+
+
+def _curriculum(block: dict[str, Any], metric: str, path: str) -> CurriculumConfig:
+    """One CL schedule, validated as DeepSpeed does and beyond; errors name the key's path."""
+    for key in ("min_difficulty", "max_difficulty", "schedule_type"):
+        if key not in block:
+            raise PlanInputError(f"{path}.{key}", "missing (DeepSpeed requires it)")
+    data = {k: block[k] for k in CL_KEYS if k in block}
+    schedule = data.get("schedule_config", {})
+    if not isinstance(schedule, dict):
+        raise PlanInputError(f"{path}.schedule_config", "must be an object")
+    known = set(CurriculumScheduleConfig.model_fields)
+    data["schedule_config"] = {k: v for k, v in schedule.items() if k in known}
+    try:
+        return CurriculumConfig.model_validate({"metric": metric, **data})
+    except ValidationError as exc:
+        raise input_error_from(exc, prefix=path) from None
+
+
+def parse_curriculum(cfg: dict[str, Any]) -> tuple[CurriculumConfig | None, tuple[str, ...]]:
+    """Curriculum learning of a DeepSpeed config: the legacy top-level `curriculum_learning`
+    block, or `data_efficiency.data_sampling.curriculum_learning` with its metrics. Returns the
+    length curriculum (seqlen, seqlen_truncate or seqlen_reshape; None if none) and the names of
+    metrics that only reorder data."""
+    legacy = cfg.get("curriculum_learning")
+    if isinstance(legacy, dict) and legacy.get("enabled", False):
+        kind = legacy.get("curriculum_type")
+        if kind is None:
+            raise PlanInputError(
+                f"{LEGACY_CL}.curriculum_type",
+                'missing: DeepSpeed fails at the first forward without it (use "seqlen")',
+            )
+        if kind != "seqlen":
+            return None, (str(kind),)
+        return _curriculum(legacy, "seqlen", LEGACY_CL), ()
+    if not _has(cfg, CL_PATH):
+        return None, ()
+    block = _block(cfg, CL_PATH, ROOT)
+    if not block.get("enabled", False):
+        return None, ()
+    metrics = block.get("curriculum_metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise PlanInputError(f"{CL}.curriculum_metrics", "missing: name at least one metric")
+    length, reorder = None, []
+    for name, metric in metrics.items():
+        path = f"{CL}.curriculum_metrics.{name}"
+        if not isinstance(metric, dict):
+            raise PlanInputError(path, "must be an object")
+        parsed = _curriculum(metric, name, path)
+        if parsed.sets_length:
+            if length is not None:
+                raise PlanInputError(path, f"a second length metric beside {length.metric!r}")
+            length = parsed
+        else:
+            reorder.append(name)
+    return length, tuple(reorder)
 
 
 class _Block(BaseModel):
+    """A block of DeepSpeed's JSON: keys left unset (None) are left out, as DeepSpeed expects."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _without_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class DeepSpeedScheduleConfig(_Block):
@@ -136,16 +231,59 @@ class DeepSpeedDataRouting(_Block):
     random_ltd: DeepSpeedRandomLTDBlock
 
 
+class DeepSpeedCurriculumMetric(_Block):
+    """One metric of `data_sampling.curriculum_learning.curriculum_metrics`."""
+
+    difficulty_type: str = "value"
+    clustering_type: str = "single_cluster"
+    min_difficulty: int
+    max_difficulty: int
+    schedule_type: str
+    schedule_config: dict[str, int | list[int]]
+
+
+class DeepSpeedCurriculumLearning(_Block):
+    enabled: bool = True
+    curriculum_metrics: dict[str, DeepSpeedCurriculumMetric]
+
+
+class DeepSpeedDataSampling(_Block):
+    enabled: bool = True
+    curriculum_learning: DeepSpeedCurriculumLearning
+
+
 class DeepSpeedDataEfficiency(_Block):
     enabled: bool = True
-    data_routing: DeepSpeedDataRouting
+    data_sampling: DeepSpeedDataSampling | None = None
+    data_routing: DeepSpeedDataRouting | None = None
+
+
+class DeepSpeedLegacyCurriculum(_Block):
+    """The legacy top-level `curriculum_learning` block (curriculum_type "seqlen")."""
+
+    enabled: bool = True
+    curriculum_type: str = "seqlen"
+    min_difficulty: int
+    max_difficulty: int
+    schedule_type: str
+    schedule_config: dict[str, int | list[int]]
 
 
 class DeepSpeedExport(_Block):
     """The DeepSpeed config keys of a plan: paste them into a DeepSpeed JSON config."""
 
     train_batch_size: int
+    curriculum_learning: DeepSpeedLegacyCurriculum | None = None
     data_efficiency: DeepSpeedDataEfficiency
+
+
+def _curriculum_block(cl: CurriculumConfig) -> dict[str, Any]:
+    return {
+        "min_difficulty": cl.min_difficulty,
+        "max_difficulty": cl.max_difficulty,
+        "schedule_type": cl.schedule_type,
+        "schedule_config": cl.schedule_config.model_dump(exclude_none=True),
+    }
 
 
 def export_deepspeed_config(
@@ -155,8 +293,10 @@ def export_deepspeed_config(
     layer_ids: tuple[int, ...],
     train_batch_size: int,
     model_type: str = "decoder",
+    curriculum: CurriculumConfig | None = None,
 ) -> DeepSpeedExport:
-    """The DeepSpeed config keys that reproduce a plan's random-LTD run."""
+    """The DeepSpeed config keys that reproduce a plan's random-LTD run (and its curriculum:
+    the legacy block for metric "seqlen", else data_sampling's)."""
     schedule = DeepSpeedSchedule(
         min_value=cfg.min_value,
         max_value=cfg.max_value,
@@ -171,9 +311,19 @@ def export_deepspeed_config(
         model_type=model_type,
         random_ltd_schedule=schedule,
     )
+    routing = DeepSpeedDataRouting(random_ltd=block) if layer_ids else None  # none: CL only
+    legacy = sampling = None
+    if curriculum is not None and curriculum.metric == "seqlen":
+        legacy = DeepSpeedLegacyCurriculum(**_curriculum_block(curriculum))
+    elif curriculum is not None:
+        metric = DeepSpeedCurriculumMetric(**_curriculum_block(curriculum))
+        sampling = DeepSpeedDataSampling(
+            curriculum_learning=DeepSpeedCurriculumLearning(
+                curriculum_metrics={curriculum.metric: metric}
+            )
+        )
     return DeepSpeedExport(
         train_batch_size=train_batch_size,
-        data_efficiency=DeepSpeedDataEfficiency(
-            data_routing=DeepSpeedDataRouting(random_ltd=block)
-        ),
+        curriculum_learning=legacy,
+        data_efficiency=DeepSpeedDataEfficiency(data_sampling=sampling, data_routing=routing),
     )

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from planner import flops as F
 from planner.budget import Accounting, StepProfile
+from planner.curriculum import CurriculumConfig
 from planner.deepspeed import DeepSpeedExport, export_deepspeed_config
 from planner.hardware import GPU_PRESETS, HardwareConfig, cost_usd, wall_clock_hours
 from planner.lr import LRConfig, learning_rate_at
@@ -98,6 +99,26 @@ class Calibration(BaseModel):
     random_ltd_cost_usd: float | None
 
 
+class CurriculumSection(BaseModel):
+    """Curriculum learning composed with the random-LTD run (shared/curriculum.md)."""
+
+    config: CurriculumConfig | None = Field(description="The length curriculum, if any.")
+    effect: str = Field(description="What the curriculum does to the run's cost.")
+    reorder_metrics: list[str] = Field(
+        description="Metrics that only reorder data: no cost change."
+    )
+    seqlen_change_points: list[tuple[int, int]] = Field(
+        description="[step, sequence length c] where c changes (CL is one step ahead of r)."
+    )
+    dropping_changes: list[tuple[int, bool]] = Field(
+        description="[step, dropping] where random-LTD switches on (r < c) or off."
+    )
+    deepspeed_layer_tokens: int = Field(
+        description="DeepSpeed's own consumed_layer_tokens, blind to CL (it overcounts); the "
+        "run's layer_tokens are the actual ones."
+    )
+
+
 class Plan(BaseModel):
     id: str
     model: ModelShape
@@ -118,6 +139,7 @@ class Plan(BaseModel):
     memory: MemoryEstimate
     lr: LRConfig | None
     deepspeed_config: DeepSpeedExport
+    curriculum: CurriculumSection | None = None
     calibrated: Calibration | None = None
 
 
@@ -127,15 +149,7 @@ def _summary(
     """A run's figures; its wall-clock `hours` as projected, by default FLOPs / (GPUs x peak x
     MFU) (the baseline's)."""
     m, hw = r.model, r.hardware
-    run = F.run_flops(
-        m,
-        global_batch_size=acc.global_batch_size,
-        num_steps=profile.num_steps,
-        num_ltd_layers=acc.num_ltd_layers,
-        sum_r=profile.total(lambda x: x),
-        sum_r2=profile.total(lambda x: x * x),
-        activation_recompute=hw.activation_recompute,
-    )
+    run = _run_flops(profile, acc, m, hw.activation_recompute)
     if hours is None:
         hours = wall_clock_hours(run.model, hw)
     final_lr = None
@@ -145,7 +159,9 @@ def _summary(
     return RunSummary(
         steps=profile.num_steps,
         tokens=profile.num_steps * acc.global_batch_size * m.seq_len,
-        layer_tokens=profile.total(acc.layer_tokens),
+        layer_tokens=profile.total(
+            acc.layer_tokens if profile.seqlens is None else acc.actual_layer_tokens
+        ),
         effective_tokens=profile.total(acc.effective_tokens),
         flops=run.model,
         hardware_flops=run.hardware,
@@ -156,6 +172,40 @@ def _summary(
         gpu_hours=hours * hw.num_gpus,
         cost_usd=cost_usd(hours * hw.num_gpus, hw),
         final_lr=final_lr,
+    )
+
+
+def _run_flops(profile: StepProfile, acc: Accounting, m: ModelShape, recompute: bool) -> F.RunFlops:
+    """Training FLOPs of a run: from sum(r) and sum(r^2) without curriculum learning; with it,
+    from the row-weighted moments of c and min(r, c) (full layers at c, dropping at min(r, c))."""
+    if profile.seqlens is None:
+        return F.run_flops(
+            m,
+            global_batch_size=acc.global_batch_size,
+            num_steps=profile.num_steps,
+            num_ltd_layers=acc.num_ltd_layers,
+            sum_r=profile.total(lambda r, c: r),
+            sum_r2=profile.total(lambda r, c: r * r),
+            activation_recompute=recompute,
+        )
+
+    c = profile.seqlens.astype(object)  # exact Python ints from here on
+    k = np.minimum(profile.values, profile.seqlens).astype(object)
+    rows = (np.asarray(acc.rows(profile.seqlens)) * np.ones_like(profile.seqlens)).astype(object)
+    weights = rows * profile.counts.astype(object)
+
+    def moment(x: np.ndarray) -> int:
+        return int(np.dot(weights, x)) if profile.num_steps else 0
+
+    moments = F.LengthMoments(
+        rows_c=moment(c),
+        rows_c2=moment(c * c),
+        rows_k=moment(k),
+        rows_k2=moment(k * k),
+        rows_head=moment(np.ones_like(c) if m.arch == "vit" else c),
+    )
+    return F.composed_run_flops(
+        m, moments, num_ltd_layers=acc.num_ltd_layers, activation_recompute=recompute
     )
 
 
@@ -206,7 +256,42 @@ def plan_from_runs(runs: Runs) -> Plan:
             layer_ids=r.ltd.layer_ids or (),
             train_batch_size=r.global_batch_size,
             model_type="decoder" if m.arch == "gpt" else "encoder",
+            curriculum=r.curriculum,
         ),
+        curriculum=_curriculum_section(runs),
+    )
+
+
+def _curriculum_section(runs: Runs) -> CurriculumSection | None:
+    r, prof = runs.resolved, runs.ltd
+    if r.curriculum is None and not r.reorder_metrics:
+        return None
+    L_ltd = len(r.ltd.layer_ids or ())
+    if prof.seqlens is None:
+        seqlens = np.full_like(prof.values, r.model.seq_len)
+        effect = "no length curriculum: the metrics only reorder data, no cost change"
+    else:
+        seqlens = prof.seqlens
+        how = "re-cut into rows of c" if r.curriculum and r.curriculum.reshape else "cut to c"
+        effect = (
+            f"sequences {how} tokens ({r.curriculum.metric if r.curriculum else ''}); dropping "
+            "layers keep min(r, c), so random-LTD drops only while r < c"
+        )
+    starts = prof.starts
+    c_change = np.concatenate(([True], seqlens[1:] != seqlens[:-1]))
+    dropping = (prof.values < seqlens) & (L_ltd > 0)
+    d_change = np.concatenate(([True], dropping[1:] != dropping[:-1]))
+    return CurriculumSection(
+        config=r.curriculum,
+        effect=effect,
+        reorder_metrics=list(r.reorder_metrics),
+        seqlen_change_points=[
+            (int(a), int(c)) for a, c in zip(starts[c_change], seqlens[c_change], strict=True)
+        ],
+        dropping_changes=[
+            (int(a), bool(d)) for a, d in zip(starts[d_change], dropping[d_change], strict=True)
+        ],
+        deepspeed_layer_tokens=prof.total(runs.ltd_acc.layer_tokens),
     )
 
 
@@ -224,6 +309,7 @@ def request_from_plan(p: Plan) -> PlanRequest:
         random_ltd=RandomLTDRequest(**p.random_ltd_config.model_dump()),
         hardware=hardware,
         lr=p.lr,
+        curriculum=p.curriculum.config if p.curriculum else None,
         ltd_train_steps=p.random_ltd.steps if p.ltd_stop == "ltd_train_steps" else None,
         ltd_train_tokens=p.ltd_target if p.ltd_stop == "ltd_train_tokens" else None,
         ltd_equal_compute=p.ltd_stop == "equal_compute",

@@ -99,6 +99,51 @@ def run_flops(
     )
 
 
+@dataclass(frozen=True)
+class LengthMoments:
+    """Sums over a run's steps, weighted by each step's rows (sequences), of the lengths the
+    layers saw: c (full layers and, but for vit, the head) and k = min(r, c) (dropping layers),
+    and their squares. With curriculum learning c varies; without it c = S."""
+
+    rows_c: int
+    rows_c2: int
+    rows_k: int
+    rows_k2: int
+    rows_head: int  # rows x head tokens (c; 1 for vit's CLS head)
+
+
+def composed_run_flops(
+    m: ModelShape, moments: LengthMoments, *, num_ltd_layers: int, activation_recompute: bool
+) -> RunFlops:
+    """Training FLOPs of a run composed with curriculum learning: full layers at c, dropping
+    layers at min(r, c), the head at c, each step's rows as they are (exact from the moments, as
+    `run_flops`)."""
+    full = m.num_layers - num_ltd_layers
+    c1_proj, c1_mlp, c2_attn = projection_flops(1, m), mlp_flops(1, m), attention_flops(1, m)
+    proj = (full * moments.rows_c + num_ltd_layers * moments.rows_k) * c1_proj
+    mlp = (full * moments.rows_c + num_ltd_layers * moments.rows_k) * c1_mlp
+    attn = (full * moments.rows_c2 + num_ltd_layers * moments.rows_k2) * c2_attn
+    head = moments.rows_head * 2 * m.hidden_size * m.vocab_size
+    return RunFlops(
+        projections=float(TRAIN_PASSES * proj),
+        mlp=float(TRAIN_PASSES * mlp),
+        attention=float(TRAIN_PASSES * attn),
+        head=float(TRAIN_PASSES * head),
+        recompute=float(proj + mlp + attn) if activation_recompute else 0.0,
+    )
+
+
+def step_flops_composed(
+    r: np.ndarray, c: np.ndarray, m: ModelShape, *, rows: np.ndarray | int, num_ltd_layers: int
+) -> np.ndarray:
+    """Model FLOPs (training) of one step with sequence length c and reserved length r."""
+    k = np.minimum(r, c)
+    full = (m.num_layers - num_ltd_layers) * layer_flops(c, m)
+    head_tokens = 1 if m.arch == "vit" else c
+    head = 2 * head_tokens * m.hidden_size * m.vocab_size
+    return np.asarray(TRAIN_PASSES * rows * (full + num_ltd_layers * layer_flops(k, m) + head))
+
+
 def step_flops(
     r: np.ndarray | int, m: ModelShape, *, global_batch_size: int, num_ltd_layers: int
 ) -> np.ndarray | int:

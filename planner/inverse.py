@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planner.document import Plan, plan_from_runs
 from planner.errors import PlanInputError
-from planner.request import PlanRequest
+from planner.request import PlanRequest, RandomLTDRequest
 from planner.resolve import Resolved, build_runs, resolve
 from planner.schedule import MAX_REQUIRE_STEPS
 
@@ -120,9 +120,8 @@ def solve(request: PlanRequest, inverse: InverseRequest) -> InverseResult:
         value = top - _search(
             0, top - smallest, lambda k: _saving(r, metric, min_value=top - k) >= target
         )
-    solved = request.model_copy(
-        update={"random_ltd": cfg.model_copy(update={inverse.solve_for: value})}
-    )
+    schedule = RandomLTDRequest(**{**cfg.model_dump(), inverse.solve_for: value})
+    solved = request.model_copy(update={"random_ltd": schedule})
     result_plan = plan_from_runs(build_runs(resolve(solved)))
     achieved = getattr(result_plan.savings, metric)
     return InverseResult(

@@ -71,7 +71,7 @@ def learning_rate_at(
     profile: StepProfile, acc: Accounting, steps: np.ndarray, cfg: LRConfig
 ) -> np.ndarray:
     """LR at each of `steps` of a run (a step profile and its counters), without stepping."""
-    this_step = acc.effective_tokens(profile.at(steps))
+    this_step = acc.effective_tokens(profile.at(steps), profile.seqlen_at(steps))
     return learning_rate(
         counter_before(profile.cumulative(acc.effective_tokens, steps), this_step), cfg
     )

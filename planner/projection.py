@@ -87,8 +87,12 @@ def project(runs: Runs) -> Projection:
     S = runs.resolved.model.seq_len
     ltd = runs.ltd
     lengths = sorted({int(ltd.values[0]), (int(ltd.values[0]) + S) // 2, S})
-    times = step_time_s(np.concatenate((ltd.values, lengths)), shape, profile)  # one pass
-    t_segments, times = times[: len(ltd.values)], times[len(ltd.values) :]
+    if ltd.seqlens is None:
+        times = step_time_s(np.concatenate((ltd.values, lengths)), shape, profile)  # one pass
+        t_segments, times = times[: len(ltd.values)], times[len(ltd.values) :]
+    else:  # curriculum learning: T(c, min(r, c)) on each segment
+        t_segments = step_time_s(ltd.values, shape, profile, ltd.seqlens)
+        times = step_time_s(np.asarray(lengths), shape, profile)
     t_full = float(times[-1])
     ltd_time = float(np.dot(t_segments, ltd.counts.astype(np.float64)))
     base_time = runs.baseline.num_steps * t_full

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from planner.curriculum import CurriculumConfig
 from planner.errors import input_error_from
 from planner.hardware import HardwareConfig
 from planner.lr import LRConfig
@@ -28,6 +29,9 @@ class RandomLTDRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    enabled: bool | None = Field(
+        None, description="False: no token dropping (a curriculum-only plan); default on."
+    )
     min_value: int | None = Field(None, ge=1, description="Reserved length at step 0, tokens.")
     max_value: int | None = Field(None, ge=1, description="Reserved length at the end, tokens.")
     schedule_type: ScheduleType | None = Field(
@@ -82,6 +86,11 @@ class PlanRequest(BaseModel):
     )
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     lr: LRConfig | None = Field(None, description="The LayerToken learning-rate schedule.")
+    curriculum: CurriculumConfig | None = Field(
+        None,
+        description="Curriculum learning over sequence length (DeepSpeed's data efficiency), "
+        "composed with random-LTD; overrides the deepspeed_config's.",
+    )
 
     @model_validator(mode="after")
     def _one_budget_each(self) -> PlanRequest:

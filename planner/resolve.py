@@ -23,6 +23,7 @@ from planner.budget import (
     profile_for_steps,
     profile_until,
 )
+from planner.curriculum import CurriculumConfig
 from planner.deepspeed import parse_deepspeed_config
 from planner.errors import PlanInputError, input_error_from
 from planner.hardware import HardwareConfig
@@ -49,9 +50,14 @@ class Resolved:
     ltd_target: int  # steps, effective tokens or LayerTokens, by ltd_stop
     hardware: HardwareConfig
     lr: LRConfig | None
+    curriculum: CurriculumConfig | None = None  # a length curriculum composed with the run
+    reorder_metrics: tuple[str, ...] = ()  # CL metrics that only reorder data
 
     def canonical(self) -> dict[str, Any]:
-        return {
+        # Plans without a length curriculum keep their ids; metrics that only reorder data
+        # change no figure and are left out.
+        extra = {"curriculum": self.curriculum.model_dump()} if self.curriculum else {}
+        return extra | {
             "model": self.model.model_dump(exclude={"name", "published_params", "num_params"}),
             "global_batch_size": self.global_batch_size,
             "random_ltd": self.ltd.model_dump(),
@@ -116,8 +122,28 @@ def resolve(req: PlanRequest) -> Resolved:
     else:
         assert req.train_steps is not None  # PlanRequest holds exactly one of the two
         baseline_steps = req.train_steps
-    cfg = ds.config if ds else _default_ltd(model, baseline_steps)
-    overrides = req.random_ltd.model_dump(exclude_none=True) if req.random_ltd else {}
+    curriculum = req.curriculum or (ds.curriculum if ds else None)
+    reorder = ds.reorder_metrics if ds else ()
+    if curriculum is not None and not curriculum.sets_length:  # a metric that only reorders
+        reorder = (*reorder, curriculum.metric)
+        curriculum = None
+    if curriculum is not None and curriculum.max_difficulty > S:
+        where = "curriculum" if req.curriculum else "deepspeed_config (curriculum_learning)"
+        raise PlanInputError(
+            f"{where}.max_difficulty",
+            f"({curriculum.max_difficulty}) exceeds the model's seq_len ({S})",
+        )
+    asked = req.random_ltd.model_dump(exclude_none=True) if req.random_ltd else {}
+    off = asked.get("enabled") is False
+    if off or (ds is not None and ds.config is None and not asked):  # curriculum only
+        cfg = RandomLTDConfig(
+            min_value=S, max_value=S, schedule_type="constant", require_steps=1, layer_ids=()
+        )
+        return _resolved(req, model, G, cfg, baseline_steps, curriculum, reorder)
+    cfg = ds.config if ds and ds.config else _default_ltd(model, baseline_steps)
+    overrides = (
+        req.random_ltd.model_dump(exclude_none=True, exclude={"enabled"}) if req.random_ltd else {}
+    )
     field = (
         "random_ltd"
         if overrides or ds is None
@@ -133,8 +159,23 @@ def resolve(req: PlanRequest) -> Resolved:
             f"{field}.max_value", f"({cfg.max_value}) exceeds the model's seq_len ({S})"
         )
     cfg = cfg.model_copy(update={"layer_ids": _layer_ids(cfg, model, field)})
+    return _resolved(req, model, G, cfg, baseline_steps, curriculum, reorder)
+
+
+def _resolved(
+    req: PlanRequest,
+    model: ModelShape,
+    G: int,
+    cfg: RandomLTDConfig,
+    baseline_steps: int,
+    curriculum: CurriculumConfig | None,
+    reorder: tuple[str, ...],
+) -> Resolved:
+    S = model.seq_len
     stop, target = _ltd_stop(req, baseline_steps * G * S * model.num_layers, baseline_steps)
-    return Resolved(model, G, cfg, baseline_steps, stop, target, req.hardware, req.lr)
+    return Resolved(
+        model, G, cfg, baseline_steps, stop, target, req.hardware, req.lr, curriculum, reorder
+    )
 
 
 def _ltd_stop(
@@ -164,14 +205,18 @@ class Runs:
 
 
 def build_runs(r: Resolved) -> Runs:
-    m, G = r.model, r.global_batch_size
+    m, G, cl = r.model, r.global_batch_size, r.curriculum
     base_acc = Accounting(G, m.seq_len, m.num_layers, 0, m.seq_len)
-    ltd_acc = Accounting(G, m.seq_len, m.num_layers, len(r.ltd.layer_ids or ()), r.ltd.max_value)
+    reshape = r.hardware.micro_batch_size if cl is not None and cl.reshape else None
+    L_ltd = len(r.ltd.layer_ids or ())
+    ltd_acc = Accounting(G, m.seq_len, m.num_layers, L_ltd, r.ltd.max_value, reshape)
     baseline = constant_profile(r.baseline_steps, m.seq_len)
     if r.ltd_stop in ("equal_steps", "ltd_train_steps"):
-        ltd = profile_for_steps(r.ltd, r.ltd_target)
+        ltd = profile_for_steps(r.ltd, r.ltd_target, cl)
     elif r.ltd_stop == "ltd_train_tokens":
-        ltd = profile_until(r.ltd, ltd_acc.effective_tokens, r.ltd_target)
+        ltd = profile_until(r.ltd, ltd_acc.effective_tokens, r.ltd_target, cl)
+    elif cl is not None:  # equal compute: the LayerTokens each layer really processed
+        ltd = profile_until(r.ltd, ltd_acc.actual_layer_tokens, r.ltd_target, cl)
     else:
         ltd = profile_until(r.ltd, ltd_acc.layer_tokens, r.ltd_target)
     if ltd.num_steps > MAX_TRAIN_STEPS:

@@ -103,11 +103,21 @@ def attention_core_s(n: np.ndarray, shape: StepShape, profile: DeviceProfile) ->
     return flops / profile.attention_flops_per_s(n)
 
 
-def head_matmul_s(shape: StepShape, profile: DeviceProfile) -> float:
-    """The output head (b x head tokens, h) @ (h, V), always on the full sequence."""
+def head_tokens(shape: StepShape, seq: np.ndarray | None) -> np.ndarray:
+    """Tokens the head runs on per sequence: the sequence (S, or CL's c), vit's CLS token."""
     m = shape.model
-    rows = np.asarray(float(shape.micro_batch_size * m.head_tokens))
-    return float(linear_s(rows, m.hidden_size, m.vocab_size, profile))
+    if m.arch == "vit":
+        return np.asarray(1.0)
+    return np.asarray(m.seq_len if seq is None else seq, dtype=np.float64)
+
+
+def head_matmul_s(
+    shape: StepShape, profile: DeviceProfile, seq: np.ndarray | None = None
+) -> np.ndarray:
+    """The output head (b x head tokens, h) @ (h, V), on the whole sequence (S, or CL's c)."""
+    m = shape.model
+    rows = shape.micro_batch_size * head_tokens(shape, seq)
+    return linear_s(rows, m.hidden_size, m.vocab_size, profile)
 
 
 # Memory-bound work ------------------------------------------------------------------------------
@@ -158,30 +168,33 @@ def drop_bytes(r: np.ndarray, shape: StepShape) -> np.ndarray:
     return np.where(r < S, rows + sampling, 0.0)
 
 
-def head_memory_bytes(shape: StepShape, profile: DeviceProfile) -> float:
-    """Embedding lookup and its dense gradient (zero V x h, add b S h) and the final norm."""
+def head_memory_bytes(
+    shape: StepShape, profile: DeviceProfile, seq: np.ndarray | None = None
+) -> np.ndarray:
+    """Embedding lookup and its dense gradient (zero V x h, add b S h) and the final norm, on
+    S tokens (CL: c)."""
     m, b = shape.model, shape.micro_batch_size
-    S, h, V = m.seq_len, m.hidden_size, m.vocab_size
+    S = np.asarray(m.seq_len if seq is None else seq, dtype=np.float64)
+    h, V = m.hidden_size, m.vocab_size
     embedding = MASTER_BYTES * (2 * b * S * h + V * h + 2 * b * S * h)
     final_norm = 3 * MASTER_BYTES * 2 * b * S * h
-    return float(embedding + final_norm)
+    return embedding + final_norm
 
 
-def loss_bytes(rows: int, vocab: int, element: int) -> float:
+def loss_bytes(rows: np.ndarray | int, vocab: int, element: int) -> np.ndarray:
     """Softmax cross-entropy over `rows` x `vocab` logits, forward and backward: the cast to
     fp32 (read e, write 4), log-softmax and its gradient (read, write 4 twice), the cast back
     (read 4, write e)."""
-    return float(rows * vocab * (element + 4 + 8 + 8 + 4 + element))
+    return np.asarray(rows, dtype=np.float64) * vocab * (element + 4 + 8 + 8 + 4 + element)
 
 
-def loss_s(shape: StepShape, profile: DeviceProfile) -> float:
+def loss_s(shape: StepShape, profile: DeviceProfile, seq: np.ndarray | None = None) -> np.ndarray:
     """The loss at the profile's cross-entropy bandwidth (its copy bandwidth if unmeasured)."""
     m = shape.model
-    num_bytes = loss_bytes(
-        shape.micro_batch_size * m.head_tokens, m.vocab_size, element_bytes(profile)
-    )
+    rows = shape.micro_batch_size * head_tokens(shape, seq)
+    num_bytes = loss_bytes(rows, m.vocab_size, element_bytes(profile))
     if profile.memory_gbps is None:
-        return 0.0
+        return np.zeros_like(num_bytes)
     return num_bytes / ((profile.loss_gbps or profile.memory_gbps) * 1e9)
 
 
@@ -219,24 +232,24 @@ def layer_s(n: np.ndarray, shape: StepShape, profile: DeviceProfile, *, dropping
     return with_launches(work, kernels, profile)
 
 
-def head_s(shape: StepShape, profile: DeviceProfile) -> float:
-    """Embedding, final norm, head and loss of one micro-batch, on the full sequence."""
-    traffic = float(memory_s(head_memory_bytes(shape, profile), profile))
-    work = head_matmul_s(shape, profile) + traffic + loss_s(shape, profile)
-    return float(with_launches(np.asarray(work), HEAD_KERNELS, profile))
+def head_s(shape: StepShape, profile: DeviceProfile, seq: np.ndarray | None = None) -> Seconds:
+    """Embedding, final norm, head and loss of one micro-batch, on the whole sequence."""
+    traffic = memory_s(head_memory_bytes(shape, profile, seq), profile)
+    work = head_matmul_s(shape, profile, seq) + traffic + loss_s(shape, profile, seq)
+    return with_launches(np.asarray(work), HEAD_KERNELS, profile)
 
 
-def micro_batch_s(r: np.ndarray, shape: StepShape, profile: DeviceProfile) -> Seconds:
-    """Forward and backward of one micro-batch: full layers at S, dropping layers at r."""
-    S = shape.model.seq_len
-    r = np.minimum(np.asarray(r, dtype=np.int64), S)
-    full = shape.num_full_layers * layer_s(np.asarray(S), shape, profile, dropping=False)
-    ltd = shape.num_ltd_layers * np.where(
-        r < S,
-        layer_s(r, shape, profile, dropping=True),
-        layer_s(np.asarray(S), shape, profile, dropping=False),
-    )
-    return full + ltd + head_s(shape, profile)
+def micro_batch_s(
+    r: np.ndarray, shape: StepShape, profile: DeviceProfile, seq: np.ndarray | None = None
+) -> Seconds:
+    """Forward and backward of one micro-batch: full layers at c (S without curriculum
+    learning), dropping layers at r where r < c (else they run whole), the head at c."""
+    c = np.asarray(shape.model.seq_len if seq is None else seq, dtype=np.int64)
+    r = np.minimum(np.asarray(r, dtype=np.int64), c)
+    at_c = layer_s(c, shape, profile, dropping=False)
+    full = shape.num_full_layers * at_c
+    ltd = shape.num_ltd_layers * np.where(r < c, layer_s(r, shape, profile, dropping=True), at_c)
+    return full + ltd + head_s(shape, profile, None if seq is None else c)
 
 
 # Once per optimizer step ------------------------------------------------------------------------
@@ -287,9 +300,15 @@ def allreduce_s(shape: StepShape, profile: DeviceProfile, backward_s: float) -> 
     return max(total - backward_s, last_bucket)
 
 
-def step_time_s(r: np.ndarray | int, shape: StepShape, profile: DeviceProfile) -> Seconds:
-    """T(r): one optimizer step, seconds, for each reserved length in `r`."""
-    micro = micro_batch_s(np.atleast_1d(np.asarray(r)), shape, profile)
+def step_time_s(
+    r: np.ndarray | int,
+    shape: StepShape,
+    profile: DeviceProfile,
+    seq: np.ndarray | None = None,
+) -> Seconds:
+    """T(r): one optimizer step, seconds, for each reserved length in `r` (with curriculum
+    learning, `seq` holds each step's sequence length c: T(c, min(r, c)))."""
+    micro = micro_batch_s(np.atleast_1d(np.asarray(r)), shape, profile, seq)
     exposed = 0.0
     if shape.num_gpus > 1:
         backward = float(micro_batch_s(np.asarray([shape.model.seq_len]), shape, profile)[0])
@@ -309,8 +328,8 @@ def breakdown_s(r: int, shape: StepShape, profile: DeviceProfile) -> dict[str, f
         at_r = float(fn(n_ltd, shape, profile))  # type: ignore[operator]
         return k * (L_full * at_s + L_ltd * at_r)
 
-    parts = {
-        "matmuls": layers(layer_matmul_s) + k * head_matmul_s(shape, profile),
+    parts: dict[str, float] = {
+        "matmuls": layers(layer_matmul_s) + k * float(head_matmul_s(shape, profile)),
         "attention": layers(attention_core_s),
         "memory_bound": k
         * float(
@@ -320,7 +339,7 @@ def breakdown_s(r: int, shape: StepShape, profile: DeviceProfile) -> dict[str, f
                 + head_memory_bytes(shape, profile),
                 profile,
             )
-            + loss_s(shape, profile)
+            + float(loss_s(shape, profile))
         ),
         "token_drop": k * L_ltd * float(memory_s(drop_bytes(rr, shape), profile)),
         "optimizer": optimizer_s(shape, profile),

@@ -168,7 +168,7 @@ def measured_saving(
     t_full_S = t_measured(S) * flops_ratio
     # sum_t d(r_t) over the random-LTD run, from the moments of its schedule.
     n = runs.ltd.num_steps
-    sum_r, sum_r2 = runs.ltd.total(lambda x: x), runs.ltd.total(lambda x: x * x)
+    sum_r, sum_r2 = runs.ltd.total(lambda r, c: r), runs.ltd.total(lambda r, c: r * r)
     sum_d = (c0 * n + c1 * sum_r + c2 * sum_r2 - n * t_measured(S)) / max(measured_ltd_layers, 1)
     ltd_time = n * t_full_S + L_ltd * sum_d
     base_time = runs.baseline.num_steps * t_full_S

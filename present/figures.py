@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from planner.document import Plan
-from planner.flops import step_flops
+from planner.flops import step_flops, step_flops_composed
 from planner.lr import learning_rate_at
 from planner.resolve import Runs
 
@@ -42,7 +42,12 @@ def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
         steps = _steps(prof.num_steps)
         lengths = prof.at(steps)
 
-        def flops(x: np.ndarray, acc: Any = acc) -> np.ndarray:
+        def flops(x: np.ndarray, c: np.ndarray | None, acc: Any = acc) -> np.ndarray:
+            if c is not None:  # curriculum learning: full layers at c, dropping at min(r, c)
+                return step_flops_composed(
+                    x.astype(np.float64), c.astype(np.float64), r.model,
+                    rows=acc.rows(c), num_ltd_layers=acc.num_ltd_layers,
+                )  # fmt: skip
             return np.asarray(
                 step_flops(
                     x.astype(np.float64),
@@ -52,12 +57,16 @@ def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
                 )
             )
 
+        layer_tokens = acc.layer_tokens if prof.seqlens is None else acc.actual_layer_tokens
         data = {
             "step": steps,
             "reserved_length": lengths,
-            "cumulative_layer_tokens": prof.cumulative(acc.layer_tokens, steps),
+            "cumulative_layer_tokens": prof.cumulative(layer_tokens, steps),
             "cumulative_flops": prof.cumulative(flops, steps, dtype=np.float64),
         }
+        seqlens = prof.seqlen_at(steps)
+        if seqlens is not None:
+            data["curriculum_seqlen"] = seqlens
         if r.lr is not None:
             data["lr"] = learning_rate_at(prof, acc, steps, r.lr)
         out[name] = data
@@ -77,10 +86,14 @@ def draw(plan: Plan, runs: Runs) -> Figure:
     )
 
     ax = axes[0, 0]
-    ax.step(ltd["step"], ltd["reserved_length"], where="post", color="tab:orange")
-    ax.set(
-        title="Reserved length per dropping layer", xlabel="optimizer step", ylabel="tokens kept"
-    )
+    ax.step(ltd["step"], ltd["reserved_length"], where="post", color="tab:orange",
+            label="reserved length r")  # fmt: skip
+    title = "Reserved length per dropping layer"
+    if "curriculum_seqlen" in ltd:  # composed: both lengths on one chart
+        ax.step(ltd["step"], ltd["curriculum_seqlen"], where="post", color="tab:green",
+                label="curriculum length c (dropping layers keep min(r, c))")  # fmt: skip
+        title = "Reserved length r and curriculum length c"
+    ax.set(title=title, xlabel="optimizer step", ylabel="tokens")
     ax.axhline(plan.model.seq_len, color="grey", lw=0.8, ls="--", label="full sequence S")
     ax.legend(loc="lower right")
 

@@ -62,13 +62,40 @@ def plan_rows(p: Plan) -> Rows:
 
 def plan_header(p: Plan) -> str:
     m, c, hw = p.model, p.random_ltd_config, p.hardware
-    return (
-        f"{m.name or 'model'}: {m.num_layers} layers, hidden {m.hidden_size}, "
-        f"S {m.seq_len}, {human(m.num_params)} params; G {p.global_batch_size}; "
+    ltd = (
         f"random-LTD {c.schedule_type} {c.min_value}->{c.max_value} by {c.seq_per_step} over "
         f"{c.require_steps:,} steps on {len(c.layer_ids or ())} layers ({p.ltd_stop}); "
-        f"{hw.num_gpus} x {hw.gpu} at MFU {hw.mfu:.0%}; plan {p.id}"
+        if c.layer_ids
+        else f"random-LTD off ({p.ltd_stop}); "
     )
+    return (
+        f"{m.name or 'model'}: {m.num_layers} layers, hidden {m.hidden_size}, "
+        f"S {m.seq_len}, {human(m.num_params)} params; G {p.global_batch_size}; {ltd}"
+        f"{curriculum_note(p)}{hw.num_gpus} x {hw.gpu} at MFU {hw.mfu:.0%}; plan {p.id}"
+    )
+
+
+def curriculum_note(p: Plan) -> str:
+    """The curriculum the run is composed with, for the header ('' without one)."""
+    section = p.curriculum
+    if section is None:
+        return ""
+    cl = section.config
+    parts = []
+    if cl is not None:
+        sc = cl.schedule_config
+        ramp = (
+            f"by {sc.difficulty_step} over {sc.total_curriculum_step:,} steps"
+            if cl.schedule_type != "fixed_discrete"
+            else f"at steps {sc.max_step}"
+        )
+        parts.append(
+            f"composed with curriculum learning {cl.metric} {cl.schedule_type} "
+            f"{cl.min_difficulty}->{cl.max_difficulty} {ramp}"
+        )
+    if section.reorder_metrics:
+        parts.append(f"{', '.join(section.reorder_metrics)}: reorders data, no cost change")
+    return "; ".join(parts) + "; "
 
 
 def projection_note(p: Plan) -> str:
@@ -157,19 +184,22 @@ SCHEDULE_COLUMNS = (
 def schedule_columns(runs: Runs, steps: np.ndarray) -> dict[str, np.ndarray]:
     """Per-step figures of the random-LTD run at the given steps (cumulatives include the step)."""
     prof, acc = runs.ltd, runs.ltd_acc
-    r = prof.at(steps)
-    eff = acc.effective_tokens(r)
-    cum_eff = prof.cumulative(acc.effective_tokens, steps)
+    r, c = prof.at(steps), prof.seqlen_at(steps)
+    # With curriculum learning, the LayerTokens each layer really processed (plan's figure).
+    layer_tokens = acc.layer_tokens if c is None else acc.actual_layer_tokens
     cols = {
         "step": steps,
         "reserved_length": r,
-        "layer_tokens": acc.layer_tokens(r),
-        "cumulative_layer_tokens": prof.cumulative(acc.layer_tokens, steps),
-        "effective_tokens": eff,
-        "cumulative_effective_tokens": cum_eff,
+        "layer_tokens": layer_tokens(r, c),
+        "cumulative_layer_tokens": prof.cumulative(layer_tokens, steps),
+        "effective_tokens": acc.effective_tokens(r, c),
+        "cumulative_effective_tokens": prof.cumulative(acc.effective_tokens, steps),
     }
     if runs.resolved.lr is not None:
         cols["lr"] = learning_rate_at(prof, acc, steps, runs.resolved.lr)
+    if c is not None:
+        cols["curriculum_seqlen"] = c
+        cols["dropping"] = ((r < c) & (acc.num_ltd_layers > 0)).astype(np.int64)
     return cols
 
 
@@ -178,9 +208,7 @@ def render_schedule(cols: dict[str, np.ndarray], fmt: str) -> str:
     if fmt == "csv":
         buf = io.StringIO()
         buf.write(",".join(names) + "\n")
-        fmts = ["%d"] * len(names)
-        if "lr" in cols:
-            fmts[-1] = "%.8g"
+        fmts = ["%.8g" if n == "lr" else "%d" for n in names]
         table = np.column_stack(
             [cols[n].astype(np.float64 if n == "lr" else np.int64) for n in names]
         ).astype(object)

@@ -131,7 +131,7 @@ def loss_gbps(device: torch.device, dtype: torch.dtype) -> float:
 
     ms = timed_ms(step, device, warmup=1, repeats=5)
     element = 4 if dtype == torch.float32 else 2
-    return loss_bytes(rows, vocab, element) / (ms / 1e3) / 1e9
+    return float(loss_bytes(rows, vocab, element)) / (ms / 1e3) / 1e9
 
 
 def optimizer_ms(num_tensors: int, tensor_numel: int, device: torch.device) -> float:

@@ -339,14 +339,13 @@ def run_throughput(
         device=device,
     )
     # The step-time model's prediction for this very shape, integrated the same way.
-    profile = prediction_profile(plan, device, amp_dtype)
+    # Rank 0 predicts (measuring a profile where needed); under DDP every rank reports its figures.
+    profile = prediction_profile(plan, device, amp_dtype) if distributed.rank() == 0 else None
     step = StepShape(
         shape, L_ltd, size.micro_batch_size, accumulation, num_gpus=distributed.world_size()
     )
-    # Under DDP every rank reports rank 0's figures (each rank measured its own profile).
-    predicted_ms = [
-        distributed.agree(float(t)) for t in step_time_s(np.asarray(lengths), step, profile) * 1e3
-    ]
+    own = step_time_s(np.asarray(lengths), step, profile) * 1e3 if profile else [0.0] * len(lengths)
+    predicted_ms = [distributed.agree(float(t)) for t in own]
     times = [
         t.model_copy(
             update={
@@ -366,7 +365,7 @@ def run_throughput(
         measured_ltd_layers=L_ltd,
         flops_ratio=flops_ratio,
     )
-    label = f"{profile.device_name} ({profile.dtype}): {profile.source}"
+    label = f"{profile.device_name} ({profile.dtype}): {profile.source}" if profile else "rank 0's"
     return Throughput(times, fit, saving, share, accumulation, opt_ms, predicted_saving, label)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ltd.cli import main
+from planner.recipes import RECIPES
 
 GPT = ["--model", "gpt3-1.3b", "--train-batch-size", "512", "--train-tokens", "300B"]
 
@@ -301,3 +302,38 @@ def test_profile_then_plan_with_it(capsys: pytest.CaptureFixture[str], tmp_path:
     assert plan["hardware"]["device_profile"]["device_name"] == "cpu"
     code, _, err = run(capsys, *args, "--device-profile", str(tmp_path / "none.json"))
     assert code == 2 and "--device-profile" in err
+
+
+def test_composed_schedule_csv_has_the_curriculum_columns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, text, _ = run(capsys, "schedule", "--recipe", "gpt3-1.3b-cl-ltd-300b", "--every", "5000")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0])[-3:] == ["lr", "curriculum_seqlen", "dropping"]
+    assert rows[0]["curriculum_seqlen"] == "80" and rows[0]["dropping"] == "0"  # c 80 < r 128
+    assert rows[0]["reserved_length"] == "128"
+    late = rows[-1]  # both ramps done: full sequences, nothing dropped
+    assert late["curriculum_seqlen"] == "2048" and late["dropping"] == "0"
+    # layer_tokens are the actual ones: G x (c (L - L_ltd) + min(r, c) L_ltd) = 512 x 80 x 24
+    assert int(rows[0]["layer_tokens"]) == 512 * 80 * 24
+    assert int(rows[0]["effective_tokens"]) == 512 * 80
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_recipe_plans(capsys: pytest.CaptureFixture[str], recipe: str) -> None:
+    code, text, _ = run(capsys, "plan", "--recipe", recipe, "--format", "json")
+    assert code == 0
+    p = json.loads(text)
+    assert p["curriculum"]["config"]["metric"] == "seqlen_truncate"
+    assert p["curriculum"]["reorder_metrics"] == ["voc"]
+    assert p["random_ltd"]["effective_tokens"] >= p["ltd_target"]
+
+
+def test_bad_curriculum_flags_exit_2_naming_the_field(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan", *GPT, "--min-difficulty", "80", "--max-difficulty", "2048",
+                       "--total-curriculum-step", "0", "--difficulty-step", "8")  # fmt: skip
+    assert code == 2 and "curriculum.schedule_config" in err and "total_curriculum_step" in err
+    code, _, err = run(capsys, "plan", *GPT, "--min-difficulty", "80", "--max-difficulty", "4096",
+                       "--total-curriculum-step", "100", "--difficulty-step", "8")  # fmt: skip
+    assert code == 2 and "curriculum.max_difficulty" in err

@@ -136,3 +136,36 @@ def test_report_renders_in_headless_chromium(
     assert pct(plan["savings"]["flops"]) in dom
     assert f"calibrated by job {job['id']}" in dom and 'id="step-times"' in dom
     assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_report_of_a_composed_plan_draws_both_lengths(client: TestClient) -> None:
+    from planner.recipes import recipe
+
+    created = client.post("/v1/plans", json=recipe("gpt3-1.3b-cl-ltd-150b"))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["curriculum"]["config"]["metric"] == "seqlen_truncate"
+    assert body["curriculum"]["reorder_metrics"] == ["voc"]
+    page = client.get(f"/v1/plans/{body['id']}/report").text
+    assert "Reserved length r and curriculum length c" in page  # one chart, both lengths
+    assert "curriculum length c (dropping layers keep min(r, c))" in page
+    assert "composed with curriculum learning seqlen_truncate" in page
+
+
+def test_a_bad_curriculum_is_422_naming_the_field(client: TestClient) -> None:
+    request = {"model": "gpt3-125m", "train_batch_size": 8, "train_steps": 100,
+               "curriculum": {"min_difficulty": 64, "max_difficulty": 2048,
+                              "schedule_type": "custom"}}  # fmt: skip
+    response = client.post("/v1/plans", json=request)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][:3] == ["body", "curriculum", "schedule_type"]
+    ds = {"train_batch_size": 8, "curriculum_learning": {"enabled": True, "min_difficulty": 8,
+          "max_difficulty": 2048, "schedule_type": "fixed_linear",
+          "schedule_config": {"total_curriculum_step": 10, "difficulty_step": 8}}}  # fmt: skip
+    response = client.post(
+        "/v1/plans", json={"model": "gpt3-125m", "train_steps": 100, "deepspeed_config": ds}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == [
+        "body", "deepspeed_config", "curriculum_learning", "curriculum_type"
+    ]  # fmt: skip
