@@ -125,14 +125,16 @@ def constant_profile(num_steps: int, length: int) -> StepProfile:
 
 
 def composed_segments(
-    cfg: RandomLTDConfig, curriculum: CurriculumConfig | None
+    cfg: RandomLTDConfig, curriculum: CurriculumConfig | None, seqlen_multiple: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(starts, r, c) of the segments where neither the reserved length nor curriculum
-    learning's sequence length changes (c None without a length curriculum)."""
+    learning's sequence length changes (c None without a length curriculum). Megatron's BERT
+    rounds c up to a multiple of 8 (`seqlen_multiple`)."""
     starts, values = segments(cfg)
     if curriculum is None or not curriculum.sets_length:
         return starts, values, None
     cl_starts, cl_values = curriculum_segments(curriculum)
+    cl_values = -(-cl_values // seqlen_multiple) * seqlen_multiple
     merged = np.union1d(starts, cl_starts)
     r = values[np.searchsorted(starts, merged, side="right") - 1]
     c = cl_values[np.searchsorted(cl_starts, merged, side="right") - 1]
@@ -140,10 +142,13 @@ def composed_segments(
 
 
 def profile_for_steps(
-    cfg: RandomLTDConfig, num_steps: int, curriculum: CurriculumConfig | None = None
+    cfg: RandomLTDConfig,
+    num_steps: int,
+    curriculum: CurriculumConfig | None = None,
+    seqlen_multiple: int = 1,
 ) -> StepProfile:
     """The profile of a run of exactly `num_steps` optimizer steps."""
-    starts, values, seqlens = composed_segments(cfg, curriculum)
+    starts, values, seqlens = composed_segments(cfg, curriculum, seqlen_multiple)
     keep = starts < max(num_steps, 1)
     return StepProfile(
         starts[keep], values[keep], num_steps, None if seqlens is None else seqlens[keep]
@@ -155,10 +160,11 @@ def profile_until(
     per_step: PerStep,
     budget: int,
     curriculum: CurriculumConfig | None = None,
+    seqlen_multiple: int = 1,
 ) -> StepProfile:
     """The shortest run whose cumulative `per_step` reaches `budget` (Megatron-DeepSpeed stops at
     the first step whose counter reaches its target)."""
-    starts, values, seqlens = composed_segments(cfg, curriculum)
+    starts, values, seqlens = composed_segments(cfg, curriculum, seqlen_multiple)
     per = per_step(values, seqlens).astype(object)  # exact Python ints
     counts = np.diff(starts).astype(object)  # the last segment is open-ended
     done_before = [0, *itertools.accumulate(per[:-1] * counts)]

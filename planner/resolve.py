@@ -35,6 +35,7 @@ from planner.schedule import RandomLTDConfig, default_ltd_layer_ids
 # Part of every plan id: a change to how figures are projected gives new ids, so that plans
 # stored under the old method are not served as if they were computed with the new one.
 PROJECTION_VERSION = "step-time-v1"
+BERT_SEQLEN_MULTIPLE = 8  # Megatron-DeepSpeed's BERT rounds CL's length up to a multiple of 8
 LTDStop = Literal["equal_steps", "ltd_train_tokens", "ltd_train_steps", "equal_compute"]
 
 
@@ -211,12 +212,13 @@ def build_runs(r: Resolved) -> Runs:
     L_ltd = len(r.ltd.layer_ids or ())
     ltd_acc = Accounting(G, m.seq_len, m.num_layers, L_ltd, r.ltd.max_value, reshape)
     baseline = constant_profile(r.baseline_steps, m.seq_len)
+    multiple = BERT_SEQLEN_MULTIPLE if m.arch == "bert" else 1
     if r.ltd_stop in ("equal_steps", "ltd_train_steps"):
-        ltd = profile_for_steps(r.ltd, r.ltd_target, cl)
+        ltd = profile_for_steps(r.ltd, r.ltd_target, cl, multiple)
     elif r.ltd_stop == "ltd_train_tokens":
-        ltd = profile_until(r.ltd, ltd_acc.effective_tokens, r.ltd_target, cl)
+        ltd = profile_until(r.ltd, ltd_acc.effective_tokens, r.ltd_target, cl, multiple)
     elif cl is not None:  # equal compute: the LayerTokens each layer really processed
-        ltd = profile_until(r.ltd, ltd_acc.actual_layer_tokens, r.ltd_target, cl)
+        ltd = profile_until(r.ltd, ltd_acc.actual_layer_tokens, r.ltd_target, cl, multiple)
     else:
         ltd = profile_until(r.ltd, ltd_acc.layer_tokens, r.ltd_target)
     if ltd.num_steps > MAX_TRAIN_STEPS:

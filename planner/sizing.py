@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner import flops as F
+from planner.curriculum import CurriculumConfig
 from planner.document import Plan
 from planner.models import ModelShape
+from planner.resolve import Runs
 from planner.schedule import RandomLTDConfig, default_ltd_layer_ids
 from planner.validation import ValidationSettings
 
@@ -186,5 +188,57 @@ def scaled_schedule(plan: Plan, *, seq_len: int, num_steps: int) -> RandomLTDCon
             "seq_per_step": seq_per_step,
             "require_steps": max(1, round(ramp * num_steps)),
             "layer_ids": None,
+        }
+    )
+
+
+def composed_pairs(runs: Runs, count: int = DEFAULT_NUM_LENGTHS + 2) -> list[tuple[int, int]]:
+    """(c, r) pairs a composed (curriculum learning) schedule visits, at evenly spaced shares
+    of its steps, and (S, S): what a validation job times to fit T(c, min(r, c))."""
+    prof = runs.ltd
+    assert prof.seqlens is not None
+    S = runs.resolved.model.seq_len
+    steps = np.linspace(0, max(prof.num_steps - 1, 0), count).astype(np.int64)
+    seg = prof.segment_of(steps)
+    pairs = {(int(prof.seqlens[i]), int(prof.values[i])) for i in seg} | {(S, S)}
+    return sorted(pairs)
+
+
+def scaled_curriculum(plan: Plan, *, seq_len: int, num_steps: int) -> CurriculumConfig | None:
+    """The plan's length curriculum compressed like `scaled_schedule`: lengths in proportion to
+    `seq_len`, its steps in proportion to a run of `num_steps`."""
+    section = plan.curriculum
+    cl = section.config if section else None
+    if cl is None:
+        return None
+    k, steps = seq_len / plan.model.seq_len, num_steps / max(plan.random_ltd.steps, 1)
+    sc = cl.schedule_config
+
+    def length(n: int) -> int:
+        return max(1, min(seq_len, round(n * k)))
+
+    update: dict[str, object]
+    if cl.schedule_type == "fixed_discrete":
+        assert sc.difficulty is not None and sc.max_step is not None
+        max_step = sorted({max(1, round(s * steps)) for s in sc.max_step})
+        update = {
+            "difficulty": [length(d) for d in sc.difficulty],
+            "max_step": max_step,
+        }
+        if len(max_step) != len(sc.max_step):  # steps merged: keep a valid schedule
+            update = {"difficulty": [length(sc.difficulty[-1])], "max_step": []}
+    else:
+        assert sc.total_curriculum_step is not None and sc.difficulty_step is not None
+        update = {
+            "total_curriculum_step": max(1, round(sc.total_curriculum_step * steps)),
+            "difficulty_step": max(
+                1, min(round(sc.difficulty_step * k), length(cl.min_difficulty))
+            ),
+        }
+    return cl.model_copy(
+        update={
+            "min_difficulty": length(cl.min_difficulty),
+            "max_difficulty": length(cl.max_difficulty),
+            "schedule_config": sc.model_copy(update=update),
         }
     )

@@ -64,6 +64,9 @@ class ValidationSettings(BaseModel):
 
 class StepTime(BaseModel):
     reserved_length: int
+    seqlen: int | None = Field(
+        None, description="Curriculum learning: the sequence length c the step ran at."
+    )
     step_time_ms: float
     tokens_per_s: float
     model_flops_per_s: float
@@ -108,7 +111,10 @@ class ValidationResult(BaseModel):
     scaled_down: list[str] = Field(description="What was made smaller than the plan, and why.")
     step_times: list[StepTime]
     step_time_fit: list[float] | None = Field(
-        None, description="T'(r) = c0 + c1 r + c2 r^2, milliseconds; None: no step timed."
+        None,
+        description="T'(r) = c0 + c1 r + c2 r^2, milliseconds; composed with curriculum "
+        "learning, T(c, k) = a + b c + e k + d c^2 + f k^2 as [a, b, e, d, f], k = min(r, c); "
+        "None: no step timed.",
     )
     measured_wall_clock_saving: float | None = Field(
         None, description="The plan's saving from the measured T'(r); None: nothing was timed."
@@ -175,6 +181,41 @@ def measured_saving(
     return 1.0 - ltd_time / base_time
 
 
+def fit_composed_step_time(
+    pairs: Sequence[tuple[float, float]], times_ms: Sequence[float]
+) -> list[float]:
+    """Least-squares T(c, k) = a + b c + d c^2 + e k + f k^2 over measured (c, k) pairs, k =
+    min(r, c) (fewer terms when there are fewer distinct pairs)."""
+    c = np.asarray([p[0] for p in pairs], dtype=np.float64)
+    k = np.asarray([p[1] for p in pairs], dtype=np.float64)
+    columns = [np.ones_like(c), c, k, c * c, k * k]
+    terms = min(len(columns), len(set(pairs)))
+    design = np.stack(columns[:terms], axis=1)
+    coeffs, *_ = np.linalg.lstsq(design, np.asarray(times_ms, dtype=np.float64), rcond=None)
+    return [float(x) for x in np.pad(coeffs, (0, len(columns) - terms))]
+
+
+def composed_step_time(fit: list[float], c: np.ndarray, k: np.ndarray) -> np.ndarray:
+    a, b, e, d, f = fit
+    return a + b * c + e * k + d * c * c + f * k * k
+
+
+def composed_measured_saving(runs: Runs, fit: list[float]) -> float:
+    """The plan's wall-clock saving implied by a measured T(c, k), summed over the run's
+    segments of constant (c, r) against n_baseline x T(S, S). Exact when the job measured every
+    layer; with fewer layers, approximate (the fixed parts weigh more)."""
+    prof = runs.ltd
+    assert prof.seqlens is not None  # a composed plan
+    S = float(runs.resolved.model.seq_len)
+    c = prof.seqlens.astype(np.float64)
+    k = np.minimum(prof.values, prof.seqlens).astype(np.float64)
+    ltd_time = float(np.dot(composed_step_time(fit, c, k), prof.counts.astype(np.float64)))
+    base_time = runs.baseline.num_steps * float(
+        composed_step_time(fit, np.asarray(S), np.asarray(S))
+    )
+    return 1.0 - ltd_time / base_time
+
+
 def runs_for_plan(plan: Plan) -> Runs:
     """The two runs of a stored plan document, rebuilt exactly (the same plan id)."""
     runs = build_runs(resolve(request_from_plan(plan)))
@@ -215,6 +256,8 @@ __all__ = [
     "ValidationResult",
     "ValidationSettings",
     "calibrate",
+    "composed_measured_saving",
+    "fit_composed_step_time",
     "fit_step_time",
     "measured_saving",
     "runs_for_plan",

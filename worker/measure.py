@@ -75,8 +75,10 @@ def forward_backward_ms(
     warmup: int,
     repeats: int,
     progress: Callable[[float], None] | None = None,
+    seqlens: Sequence[int] | None = None,
 ) -> list[float]:
-    """Median time of one micro-batch's forward and backward at each reserved length.
+    """Median time of one micro-batch's forward and backward at each reserved length (with
+    `seqlens`, each pair's sequences cut to that many tokens: curriculum learning).
 
     After `warmup` untimed passes per length, the timed passes go round-robin over the lengths,
     so a machine whose load drifts (another process, thermal throttling) shifts every length
@@ -85,10 +87,12 @@ def forward_backward_ms(
     """
     inputs, targets = batch
     device = inputs.device
+    cuts: Sequence[int | None] = seqlens if seqlens is not None else [None] * len(lengths)
 
-    def micro_step(r: int | None) -> None:
+    def micro_step(j: int) -> None:
+        r, c = lengths[j], cuts[j]  # curriculum learning: sequences cut to c tokens
         with autocast(device, amp_dtype):
-            loss = loss_fn(model, inputs, targets, r)
+            loss = loss_fn(model, inputs[:, :c], targets[:, :c], r)
         loss.backward()
 
     total, done = len(lengths) * (warmup + repeats), 0
@@ -99,14 +103,14 @@ def forward_backward_ms(
         if progress is not None:
             progress(done / total)
 
-    for r in lengths:
+    for j in range(len(lengths)):
         for _ in range(warmup):
-            micro_step(r)
+            micro_step(j)
             advance()
     times: list[list[float]] = [[] for _ in lengths]
     for _ in range(repeats):
-        for j, r in enumerate(lengths):
-            times[j].append(timed_ms(partial(micro_step, r), device, warmup=0, repeats=1))
+        for j in range(len(lengths)):
+            times[j].append(timed_ms(partial(micro_step, j), device, warmup=0, repeats=1))
             advance()
     return [statistics.median(t) for t in times]
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from torch import Tensor, nn
 
 from planner.budget import Accounting
+from planner.curriculum import CurriculumConfig, curriculum_length
 from planner.lr import LRConfig, learning_rate_per_step
 from planner.schedule import RandomLTDConfig, reserved_length
 from worker.data import Corpus
@@ -101,7 +102,8 @@ class RunSchedule:
 
     reserved_lengths: list[int | None]
     lrs: list[float]
-    layer_tokens: int  # DeepSpeed's LayerTokens over the run, for one micro-batch
+    layer_tokens: int  # LayerTokens over the run, for one micro-batch (CL: the actual ones)
+    seqlens: list[int] | None = None  # curriculum learning: each step's sequence length
 
     @property
     def num_steps(self) -> int:
@@ -109,15 +111,32 @@ class RunSchedule:
 
 
 def run_schedule(
-    num_steps: int, *, acc: Accounting, lr: LRConfig, ltd: RandomLTDConfig | None = None
+    num_steps: int,
+    *,
+    acc: Accounting,
+    lr: LRConfig,
+    ltd: RandomLTDConfig | None = None,
+    curriculum: CurriculumConfig | None = None,
 ) -> RunSchedule:
-    """Per-step reserved lengths from the planner's schedule and LRs from its LayerToken LR
-    schedule, for a run of `num_steps` (a baseline when `ltd` is None)."""
+    """Per-step reserved lengths from the planner's schedule (and curriculum lengths from its
+    curriculum), LRs from its LayerToken LR schedule on Megatron's counter, for a run of
+    `num_steps` (a baseline when `ltd` is None)."""
     S = acc.seq_len
-    r = reserved_length(np.arange(num_steps), ltd) if ltd else np.full(num_steps, S)
-    lrs = learning_rate_per_step(acc.effective_tokens(r), lr)
-    lengths = [int(x) if x < S else None for x in r]
-    return RunSchedule(lengths, [float(x) for x in lrs], int(acc.layer_tokens(r).sum()))
+    steps = np.arange(num_steps)
+    r = reserved_length(steps, ltd) if ltd else np.full(num_steps, S)
+    if curriculum is None:
+        lrs = learning_rate_per_step(acc.effective_tokens(r), lr)
+        lengths = [int(x) if x < S else None for x in r]
+        return RunSchedule(lengths, [float(x) for x in lrs], int(acc.layer_tokens(r).sum()))
+    c = curriculum_length(steps, curriculum)
+    lrs = learning_rate_per_step(acc.effective_tokens(r, c), lr)
+    lengths = [int(x) if x < cx else None for x, cx in zip(r, c, strict=True)]
+    return RunSchedule(
+        lengths,
+        [float(x) for x in lrs],
+        int(acc.actual_layer_tokens(r, c).sum()),
+        [int(x) for x in c],
+    )
 
 
 @dataclass
@@ -180,6 +199,9 @@ def train(
         if should_stop is not None and should_stop():
             break
         inputs, targets = corpus.batch("train", batch_size, S, V, rng)
+        if schedule.seqlens is not None:  # curriculum learning: sequences cut to c
+            c = schedule.seqlens[step]
+            inputs, targets = inputs[:, :c], targets[:, :c]
         loss = train_step(
             model,
             optimizer,

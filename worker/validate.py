@@ -24,6 +24,7 @@ import torch
 from planner.budget import Accounting, profile_until
 from planner.device import BUILTIN, DeviceProfile, builtin_profile
 from planner.document import Plan
+from planner.flops import step_flops_composed
 from planner.hardware import gpu_preset_for_name
 from planner.lr import LRConfig
 from planner.models import ModelShape
@@ -31,9 +32,11 @@ from planner.sizing import (
     EVAL_BATCHES,
     JobSize,
     accumulation_steps,
+    composed_pairs,
     default_reserved_lengths,
     measured_ltd_layer_ids,
     measured_shape,
+    scaled_curriculum,
     scaled_lengths,
     scaled_schedule,
     size_job,
@@ -45,6 +48,8 @@ from planner.validation import (
     StepTime,
     ValidationResult,
     ValidationSettings,
+    composed_measured_saving,
+    fit_composed_step_time,
     fit_step_time,
     measured_saving,
     runs_for_plan,
@@ -76,9 +81,11 @@ def measure_step_times(
     device: torch.device,
     amp_dtype: torch.dtype,
     progress: Callable[[float], None],
+    seqlens: list[int] | None = None,
 ) -> tuple[list[StepTime], float]:
     """Step time at each reserved length (of the measured model): `accumulation` forward-backward
-    passes, timed after warm-up, plus one optimizer update; under DDP rank 0's figures.
+    passes, timed after warm-up, plus one optimizer update; under DDP rank 0's figures. With
+    `seqlens` (curriculum learning) each step's sequences are cut to its length.
     Returns the step times and the optimizer update's milliseconds."""
     core: Transformer = unwrap(model)
     shape, L_ltd, mb = core.shape, len(core.ltd_layer_ids), size.micro_batch_size
@@ -93,19 +100,22 @@ def measure_step_times(
         warmup=settings.warmup_steps,
         repeats=settings.measure_steps,
         progress=progress,
+        seqlens=seqlens,
     )
     opt_ms = distributed.agree(measure.optimizer_step_ms(model, make_optimizer(model)))
     results = []
-    for r, ms in zip(lengths, fb_ms, strict=True):
+    cuts: list[int] = seqlens if seqlens is not None else [size.seq_len] * len(lengths)
+    for r, c, ms in zip(lengths, cuts, fb_ms, strict=True):
         step_ms = accumulation * distributed.agree(ms) + opt_ms
-        step_flops = accumulation * measure.step_model_flops(
-            r, shape, micro_batch_size=mb, num_ltd_layers=L_ltd
+        step_flops = accumulation * float(
+            step_flops_composed(np.asarray(r), np.asarray(c), shape, rows=mb, num_ltd_layers=L_ltd)
         )
         results.append(
             StepTime(
                 reserved_length=r,
+                seqlen=c if seqlens is not None else None,
                 step_time_ms=step_ms,
-                tokens_per_s=accumulation * mb * size.seq_len / (step_ms / 1e3),
+                tokens_per_s=accumulation * mb * c / (step_ms / 1e3),
                 model_flops_per_s=step_flops / (step_ms / 1e3),
             )
         )
@@ -169,8 +179,11 @@ def run_convergence(
     )
     base = run_schedule(settings.train_steps, acc=base_acc, lr=lr)
     cfg = scaled_schedule(plan, seq_len=S, num_steps=settings.train_steps)
-    ltd_steps = profile_until(cfg, ltd_acc.layer_tokens, base.layer_tokens).num_steps
-    ltd = run_schedule(ltd_steps, acc=ltd_acc, lr=lr, ltd=cfg)
+    cl = scaled_curriculum(plan, seq_len=S, num_steps=settings.train_steps)
+    # Equal LayerTokens: with curriculum learning, the ones each layer really processed.
+    counter = ltd_acc.layer_tokens if cl is None else ltd_acc.actual_layer_tokens
+    ltd_steps = profile_until(cfg, counter, base.layer_tokens, cl).num_steps
+    ltd = run_schedule(ltd_steps, acc=ltd_acc, lr=lr, ltd=cfg, curriculum=cl)
     share = base.num_steps / (base.num_steps + ltd.num_steps)
     losses = []
     for i, schedule in enumerate((base, ltd)):
@@ -369,6 +382,69 @@ def run_throughput(
     return Throughput(times, fit, saving, share, accumulation, opt_ms, predicted_saving, label)
 
 
+def run_composed_throughput(
+    plan: Plan,
+    m: ModelShape,
+    size: JobSize,
+    ltd_ids: tuple[int, ...],
+    *,
+    corpus: Corpus,
+    settings: ValidationSettings,
+    device: torch.device,
+    amp_dtype: torch.dtype,
+    progress: Callable[[float], None],
+) -> Throughput:
+    """A plan composed with curriculum learning: time the (c, r) pairs its schedule visits
+    (sequences cut to c), fit T(c, min(r, c)) and sum it over the schedule's segments; the
+    step-time model predicts the same pairs."""
+    runs = runs_for_plan(plan)
+    shape = measured_shape(m, size)
+    scale = size.seq_len / m.seq_len
+
+    def measured(n: int) -> int:
+        return max(1, min(size.seq_len, round(n * scale)))
+
+    pairs_plan = composed_pairs(runs)
+    seqlens = [measured(c) for c, _ in pairs_plan]
+    lengths = [measured(r) for _, r in pairs_plan]
+    model = _build(shape, ltd_ids, settings.seed, device)
+    accumulation = accumulation_steps(plan, size.micro_batch_size)
+    times, opt_ms = measure_step_times(
+        model, lengths, corpus=corpus, size=size, accumulation=accumulation, settings=settings,
+        device=device, amp_dtype=amp_dtype, progress=progress, seqlens=seqlens,
+    )  # fmt: skip
+    del model
+    in_plan_units = [(c / scale, min(r, c) / scale) for r, c in zip(lengths, seqlens, strict=True)]
+    fit = fit_composed_step_time(in_plan_units, [t.step_time_ms for t in times])
+    profile = prediction_profile(plan, device, amp_dtype) if distributed.rank() == 0 else None
+    step = StepShape(shape, len(ltd_ids), size.micro_batch_size, accumulation,
+                     num_gpus=distributed.world_size())  # fmt: skip
+    own = (
+        step_time_s(np.asarray(lengths), step, profile, np.asarray(seqlens)) * 1e3
+        if profile
+        else [0.0] * len(lengths)
+    )
+    predicted = [distributed.agree(float(t)) for t in own]
+    times = [
+        t.model_copy(
+            update={"predicted_step_time_ms": p, "prediction_error": p / t.step_time_ms - 1}
+        )
+        for t, p in zip(times, predicted, strict=True)
+    ]
+    predicted_fit = fit_composed_step_time(in_plan_units, predicted)
+    label = f"{profile.device_name} ({profile.dtype}): {profile.source}" if profile else "rank 0's"
+    return Throughput(
+        times,
+        fit,
+        composed_measured_saving(runs, fit),
+        None,
+        accumulation,
+        opt_ms,
+        composed_measured_saving(runs, predicted_fit),
+        label,
+    )
+
+
 def prediction_profile(plan: Plan, device: torch.device, amp_dtype: torch.dtype) -> DeviceProfile:
     """The profile to predict a job with: the plan's own where it describes this device and
     dtype, else the built-in one of a known GPU in bfloat16, else measured now (`ltd profile`:
@@ -456,7 +532,12 @@ def run_validation(
     # 2. Throughput: step time by reserved length, fit, integrate over the plan's schedule.
     tp_end = 1.0 if settings.mode == "throughput" else 0.5
     tp = None
-    if settings.mode != "convergence":
+    if settings.mode != "convergence" and plan.curriculum and plan.curriculum.config:
+        tp = run_composed_throughput(
+            plan, m, size, ltd_ids, corpus=corpus, settings=settings, device=device,
+            amp_dtype=amp_dtype, progress=_phase(progress, 0.0, tp_end, "timing (c, r) pairs"),
+        )  # fmt: skip
+    elif settings.mode != "convergence":
         tp = run_throughput(
             plan,
             m,

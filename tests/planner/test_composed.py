@@ -196,3 +196,15 @@ def test_curriculum_longer_than_the_model_is_refused() -> None:
 
 def test_plain_cl_config_validates_alone() -> None:
     assert CurriculumConfig.model_validate(CL).sets_length
+
+
+def test_bert_rounds_the_curriculum_length_up_to_a_multiple_of_8() -> None:
+    cl = {"metric": "seqlen_truncate", "min_difficulty": 100, "max_difficulty": 512,
+          "schedule_type": "fixed_linear",
+          "schedule_config": {"total_curriculum_step": 1000, "difficulty_step": 4}}  # fmt: skip
+    req = {"train_batch_size": 1024, "train_steps": 2000, "curriculum": cl}
+    bert = plan({"model": "bert-large", **req})
+    gpt = plan({"model": "gpt3-125m", **req})
+    assert bert.curriculum is not None and gpt.curriculum is not None
+    assert gpt.curriculum.seqlen_change_points[0] == (0, 100)  # 100 is a multiple of 4
+    assert bert.curriculum.seqlen_change_points[0] == (0, 104)  # rounded up to 8

@@ -101,3 +101,45 @@ def test_profile_mode_measures_the_device_and_builds_no_model() -> None:
     assert profile.launch_overhead_us > 0 and profile.memory_gbps and profile.memory_gbps > 0
     assert result.num_layers is None and result.step_times == []
     assert result.measured_wall_clock_saving is None  # nothing for a calibration to use
+
+
+def test_a_composed_plan_is_timed_at_the_c_r_pairs_its_schedule_visits() -> None:
+    """Curriculum learning composed with random-LTD: the job cuts sequences to c, times the
+    (c, r) pairs of the schedule, fits T(c, min(r, c)) and sums it over the schedule."""
+    composed = plan({
+        "model": TINY_MODEL, "train_batch_size": 4, "train_steps": 200,
+        "random_ltd": {"min_value": 16, "seq_per_step": 8, "require_steps": 150},
+        "curriculum": {"min_difficulty": 8, "max_difficulty": 64, "schedule_type": "fixed_linear",
+                       "schedule_config": {"total_curriculum_step": 100, "difficulty_step": 8}},
+    })  # fmt: skip
+    settings = ValidationSettings(warmup_steps=1, measure_steps=2, device="cpu")
+    result = run_validation(composed, settings)
+    pairs = [(t.seqlen, t.reserved_length) for t in result.step_times]
+    assert (64, 64) in pairs and all(c is not None and 1 <= c <= 64 for c, _ in pairs)
+    assert any(c is not None and c < 64 for c, _ in pairs)  # short sequences were timed
+    assert result.step_time_fit is not None and len(result.step_time_fit) == 5
+    assert result.measured_wall_clock_saving is not None
+    assert -1.0 < result.measured_wall_clock_saving < 1.0
+    assert result.predicted_wall_clock_saving is not None
+    assert all(t.predicted_step_time_ms for t in result.step_times)
+
+
+def test_convergence_trains_the_composed_schedule_with_sequences_cut_to_c() -> None:
+    from planner.sizing import scaled_curriculum
+
+    composed = plan({
+        "model": TINY_MODEL, "train_batch_size": 4, "train_steps": 200,
+        "random_ltd": {"min_value": 16, "seq_per_step": 8, "require_steps": 150},
+        "curriculum": {"min_difficulty": 8, "max_difficulty": 64, "schedule_type": "fixed_linear",
+                       "schedule_config": {"total_curriculum_step": 100, "difficulty_step": 8}},
+    })  # fmt: skip
+    cl = scaled_curriculum(composed, seq_len=64, num_steps=8)
+    assert cl is not None and cl.max_difficulty == 64
+    assert cl.schedule_config.total_curriculum_step == max(1, round(100 * 8 / 200))
+    settings = ValidationSettings(mode="convergence", train_steps=8, device="cpu")
+    result = run_validation(composed, settings)
+    conv = result.convergence
+    assert conv is not None and conv.baseline_eval_loss > 0 and conv.random_ltd_eval_loss > 0
+    # Shorter sequences early: the composed run needs more steps for equal LayerTokens.
+    assert conv.random_ltd_steps > conv.baseline_steps
+    assert result.measured_wall_clock_saving is None  # no throughput in convergence mode
