@@ -336,8 +336,9 @@ def run_throughput(
     flops_ratio = measure.step_model_flops(
         m.seq_len, m, micro_batch_size=1, num_ltd_layers=L_ltd
     ) / measure.step_model_flops(size.seq_len, shape, micro_batch_size=1, num_ltd_layers=L_ltd)
+    runs = runs_for_plan(plan)
     saving = measured_saving(
-        runs_for_plan(plan),
+        runs,
         fit,
         measured_num_layers=size.num_layers,
         measured_ltd_layers=L_ltd,
@@ -352,34 +353,47 @@ def run_throughput(
         device=device,
     )
     # The step-time model's prediction for this very shape, integrated the same way.
-    # Rank 0 predicts (measuring a profile where needed); under DDP every rank reports its figures.
-    profile = prediction_profile(plan, device, amp_dtype) if distributed.rank() == 0 else None
     step = StepShape(
         shape, L_ltd, size.micro_batch_size, accumulation, num_gpus=distributed.world_size()
     )
-    own = step_time_s(np.asarray(lengths), step, profile) * 1e3 if profile else [0.0] * len(lengths)
-    predicted_ms = [distributed.agree(float(t)) for t in own]
-    times = [
-        t.model_copy(
-            update={
-                "predicted_step_time_ms": float(p),
-                "prediction_error": float(p) / t.step_time_ms - 1,
-            }
-        )
-        for t, p in zip(times, predicted_ms, strict=True)
-    ]
+    times, predicted_ms, label = with_predictions(plan, times, step, device, amp_dtype)
     predicted_fit = fit_step_time(
         [t.reserved_length * m.seq_len / size.seq_len for t in times], predicted_ms
     )
     predicted_saving = measured_saving(
-        runs_for_plan(plan),
+        runs,
         predicted_fit,
         measured_num_layers=size.num_layers,
         measured_ltd_layers=L_ltd,
         flops_ratio=flops_ratio,
     )
-    label = f"{profile.device_name} ({profile.dtype}): {profile.source}" if profile else "rank 0's"
     return Throughput(times, fit, saving, share, accumulation, opt_ms, predicted_saving, label)
+
+
+def with_predictions(
+    plan: Plan,
+    times: list[StepTime],
+    step: StepShape,
+    device: torch.device,
+    amp_dtype: torch.dtype,
+) -> tuple[list[StepTime], list[float], str]:
+    """The step-time model's T for the very shapes timed, beside each measurement, the
+    predictions, and the profile's label. Rank 0 predicts (measuring a profile where needed);
+    under DDP every rank reports its figures."""
+    profile = prediction_profile(plan, device, amp_dtype) if distributed.rank() == 0 else None
+    lengths = np.asarray([t.reserved_length for t in times])
+    seqlens = [t.seqlen for t in times]
+    seq = None if seqlens[0] is None else np.asarray(seqlens)
+    own = step_time_s(lengths, step, profile, seq) * 1e3 if profile else [0.0] * len(times)
+    predicted = [distributed.agree(float(t)) for t in own]
+    updated = [
+        t.model_copy(
+            update={"predicted_step_time_ms": p, "prediction_error": p / t.step_time_ms - 1}
+        )
+        for t, p in zip(times, predicted, strict=True)
+    ]
+    label = f"{profile.device_name} ({profile.dtype}): {profile.source}" if profile else "rank 0's"
+    return updated, predicted, label
 
 
 def run_composed_throughput(
@@ -416,23 +430,10 @@ def run_composed_throughput(
     del model
     in_plan_units = [(c / scale, min(r, c) / scale) for r, c in zip(lengths, seqlens, strict=True)]
     fit = fit_composed_step_time(in_plan_units, [t.step_time_ms for t in times])
-    profile = prediction_profile(plan, device, amp_dtype) if distributed.rank() == 0 else None
     step = StepShape(shape, len(ltd_ids), size.micro_batch_size, accumulation,
                      num_gpus=distributed.world_size())  # fmt: skip
-    own = (
-        step_time_s(np.asarray(lengths), step, profile, np.asarray(seqlens)) * 1e3
-        if profile
-        else [0.0] * len(lengths)
-    )
-    predicted = [distributed.agree(float(t)) for t in own]
-    times = [
-        t.model_copy(
-            update={"predicted_step_time_ms": p, "prediction_error": p / t.step_time_ms - 1}
-        )
-        for t, p in zip(times, predicted, strict=True)
-    ]
+    times, predicted, label = with_predictions(plan, times, step, device, amp_dtype)
     predicted_fit = fit_composed_step_time(in_plan_units, predicted)
-    label = f"{profile.device_name} ({profile.dtype}): {profile.source}" if profile else "rank 0's"
     return Throughput(
         times,
         fit,
