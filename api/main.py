@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api.db import Database, migrate
 from api.errors import install_error_handlers
+from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import checks, device_profiles, health, jobs, plans, worker
 from api.service import Clock, utcnow
@@ -49,4 +50,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     for module in (plans, checks, jobs, device_profiles, worker, health):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -101,7 +101,10 @@ def _job(session: Session, job_id: str) -> JobRow:
 
 
 def _same_lease(job: JobRow, lease_id: str) -> bool:
-    return job.lease_id is not None and hmac.compare_digest(job.lease_id, lease_id)
+    # Bytes, not str: compare_digest refuses non-ASCII str (a lease id a client made up).
+    return job.lease_id is not None and hmac.compare_digest(
+        job.lease_id.encode(), lease_id.encode()
+    )
 
 
 def _leased_job(session: Session, *, job_id: str, lease_id: str, now: datetime) -> JobRow:

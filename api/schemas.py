@@ -13,6 +13,8 @@ from planner.device import DeviceProfile
 from planner.jobs import JobPublic
 from planner.validation import ValidationResult, ValidationSettings
 
+MAX_OFFSET = 10**9  # list pages: beyond any table this service holds, inside every integer type
+
 PLAN_REQUEST_EXAMPLE: dict[str, Any] = {
     "model": "gpt3-125m",
     "train_batch_size": 256,

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         "contend less for the GIL; queued requests wait in the event loop.",
     )
     migrate_on_start: bool = Field(True, description="Run Alembic migrations at start-up.")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=2**30, description="Largest request body accepted (413 above)."
+    )
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long SQLite waits for the write lock, milliseconds."
     )

@@ -270,12 +270,29 @@ def get_preset(name: str, field: str = "model") -> ModelShape:
 
 
 def _hf_get(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    """An integer field of a Hugging Face config (the first of `keys` present), checked: the
+    config is the user's JSON, and arithmetic on a list or a string must not reach the plan."""
     for key in keys:
         if cfg.get(key) is not None:
-            return cfg[key]
+            value = cfg[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise PlanInputError(f"model.{key}", f"must be an integer, got {value!r:.60}")
+            if value < 1:
+                raise PlanInputError(f"model.{key}", f"must be at least 1, got {value}")
+            return value
     if default is None:
         raise PlanInputError("model", f"Hugging Face config lacks {' or '.join(keys)}")
     return default
+
+
+def _hf_image_size(cfg: dict[str, Any]) -> tuple[int, int]:
+    """ViT's `image_size`: one side, or [height, width]."""
+    size = cfg.get("image_size")
+    if isinstance(size, list | tuple) and len(size) == 2:
+        sides = {"image_size": size[0], "image_width": size[1]}
+        return _hf_get(sides, "image_size"), _hf_get(sides, "image_width")
+    side = _hf_get(cfg, "image_size")
+    return side, side
 
 
 def from_hf_config(cfg: dict[str, Any]) -> ModelShape:
@@ -290,13 +307,15 @@ def from_hf_config(cfg: dict[str, Any]) -> ModelShape:
             num_layers=_hf_get(cfg, "n_layer"),
             hidden_size=hidden,
             num_heads=_hf_get(cfg, "n_head"),
-            ffn_hidden_size=cfg.get("n_inner") or 4 * hidden,
+            ffn_hidden_size=_hf_get(cfg, "n_inner", default=4 * hidden),
             vocab_size=_hf_get(cfg, "vocab_size"),
             seq_len=_hf_get(cfg, "n_positions", "n_ctx"),
         )
     if kind == "vit" or "patch_size" in cfg:
-        image, patch = _hf_get(cfg, "image_size"), _hf_get(cfg, "patch_size")
+        (height, width), patch = _hf_image_size(cfg), _hf_get(cfg, "patch_size")
         labels = cfg.get("id2label") or {}
+        if not isinstance(labels, dict):
+            raise PlanInputError("model.id2label", "must be an object")
         return ModelShape(
             name=name,
             arch="vit",
@@ -304,10 +323,10 @@ def from_hf_config(cfg: dict[str, Any]) -> ModelShape:
             hidden_size=_hf_get(cfg, "hidden_size"),
             num_heads=_hf_get(cfg, "num_attention_heads"),
             ffn_hidden_size=_hf_get(cfg, "intermediate_size"),
-            vocab_size=len(labels) or cfg.get("num_labels") or 1000,
-            seq_len=(image // patch) ** 2 + 1,
+            vocab_size=len(labels) or _hf_get(cfg, "num_labels", default=1000),
+            seq_len=(height // patch) * (width // patch) + 1,
             patch_size=patch,
-            num_channels=cfg.get("num_channels", 3),
+            num_channels=_hf_get(cfg, "num_channels", default=3),
         )
     llama_like = kind in {"llama", "mistral", "qwen2"} or cfg.get("hidden_act") == "silu"
     if kind not in {"bert", "roberta"} and not llama_like:
@@ -332,7 +351,7 @@ def from_hf_config(cfg: dict[str, Any]) -> ModelShape:
         bias=False,
         norm="rmsnorm",
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        num_kv_heads=cfg.get("num_key_value_heads"),
+        num_kv_heads=_hf_get(cfg, "num_key_value_heads", default=0) or None,
         **common,
     )
 

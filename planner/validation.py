@@ -63,6 +63,8 @@ class ValidationSettings(BaseModel):
 
 
 class StepTime(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN is no measurement: refused
+
     reserved_length: int
     seqlen: int | None = Field(
         None, description="Curriculum learning: the sequence length c the step ran at."
@@ -79,6 +81,8 @@ class StepTime(BaseModel):
 
 
 class ConvergenceResult(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN is no measurement: refused
+
     layer_tokens: int = Field(description="LayerTokens both runs were trained to.")
     baseline_steps: int
     random_ltd_steps: int
@@ -87,7 +91,9 @@ class ConvergenceResult(BaseModel):
 
 
 class ValidationResult(BaseModel):
-    """What a validation job reports back."""
+    """What a validation job reports back (no NaN or infinity anywhere: refused with a 422)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     device: str
     gpu_name: str | None

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from api import crud, service
 from api.deps import ClockDep, DbDep, require_api_key
 from api.errors import NotFoundError
-from api.schemas import DeviceProfilePublic, DeviceProfilesPublic
+from api.schemas import MAX_OFFSET, DeviceProfilePublic, DeviceProfilesPublic
 from planner.device import DeviceProfile
 
 router = APIRouter(
@@ -44,7 +44,7 @@ def create_device_profile(
 def list_device_profiles(
     db: DbDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Profiles per page.")] = 20,
-    offset: Annotated[int, Query(ge=0, le=10**9, description="Profiles to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Profiles to skip.")] = 0,
 ) -> DeviceProfilesPublic:
     """Stored profiles, the most recently measured first."""
     with db.read() as session:

@@ -12,7 +12,7 @@ from api.db import Database
 from api.deps import ClockDep, DbDep, SettingsDep, require_api_key
 from api.errors import NotFoundError
 from api.models import JobState
-from api.schemas import JobCreate, JobPublic, JobsPublic
+from api.schemas import MAX_OFFSET, JobCreate, JobPublic, JobsPublic
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
 
@@ -57,7 +57,7 @@ def list_jobs(
     clock: ClockDep,
     state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
-    offset: Annotated[int, Query(ge=0, description="Jobs to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Jobs to skip.")] = 0,
 ) -> JobsPublic:
     """Jobs, newest first: `{data: [job, ...], count}`."""
     service.sweep_expired_leases(db, now=clock())

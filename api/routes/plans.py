@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import crud, service
 from api.deps import ClockDep, DbDep, require_api_key
-from api.schemas import PLAN_REQUEST_EXAMPLE, PlansPublic
+from api.schemas import MAX_OFFSET, PLAN_REQUEST_EXAMPLE, PlansPublic
 from planner import Plan, PlanRequest
 from present.report import render_report
 
@@ -78,7 +78,7 @@ async def create_plan(
 def list_plans(
     db: DbDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Plans per page.")] = 20,
-    offset: Annotated[int, Query(ge=0, description="Plans to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Plans to skip.")] = 0,
 ) -> Response:
     """Stored plans, newest first: `{data: [plan, ...], count}`."""
     with db.read() as session:

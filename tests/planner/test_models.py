@@ -103,3 +103,30 @@ def test_bad_shapes_name_the_field() -> None:
         ModelShape(num_layers=0, hidden_size=64, num_heads=4, vocab_size=10, seq_len=8)
     with pytest.raises(PlanInputError, match="model_type"):
         from_hf_config({"model_type": "t5", "d_model": 512})
+
+
+@pytest.mark.parametrize(
+    "cfg, field",
+    [
+        ({"model_type": "vit", "image_size": "224", "patch_size": 16, "hidden_size": 768,
+          "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
+         "model.image_size"),
+        ({"model_type": "gpt2", "n_embd": [768], "n_layer": 12, "n_head": 12, "vocab_size": 50257,
+          "n_positions": 1024}, "model.n_embd"),
+        ({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32,
+          "num_attention_heads": 32, "intermediate_size": 11008, "vocab_size": 32000,
+          "max_position_embeddings": 4096, "num_key_value_heads": 0.5},
+         "model.num_key_value_heads"),
+    ],
+)  # fmt: skip
+def test_hf_config_fields_of_the_wrong_type_name_the_field(cfg: dict, field: str) -> None:
+    with pytest.raises(PlanInputError) as err:
+        from_hf_config(cfg)
+    assert err.value.field == field
+
+
+def test_vit_image_size_as_height_and_width() -> None:
+    cfg = {"model_type": "vit", "image_size": [224, 160], "patch_size": 16, "hidden_size": 768,
+           "num_hidden_layers": 12, "num_attention_heads": 12,
+           "intermediate_size": 3072}  # fmt: skip
+    assert from_hf_config(cfg).seq_len == (224 // 16) * (160 // 16) + 1

@@ -1,0 +1,78 @@
+"""Inputs that used to reach a 500 (issue: hardening), each now a 4xx that names the problem,
+with nothing stored changed. On a real SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/plans", "/v1/device-profiles"])
+def test_an_offset_past_any_integer_is_422(client, path: str) -> None:
+    response = client.get(path, params={"offset": 9223372036854775808})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "offset"]
+
+
+def test_a_non_ascii_lease_id_is_a_stale_lease(client, worker_headers, queued_job) -> None:
+    claim = client.post("/v1/worker/claim", json={"worker_id": "w"}, headers=worker_headers)
+    assert claim.status_code == 200
+    lease = "lease-ü-€"
+    bodies: dict[str, dict[str, Any]] = {
+        "heartbeat": {"lease_id": lease, "progress": 0.5},
+        "fail": {"lease_id": lease, "error": "x"},
+        "release": {"lease_id": lease},
+        "complete": {"lease_id": lease, "result": {}},
+    }
+    for action, body in bodies.items():
+        response = client.post(
+            f"/v1/worker/jobs/{queued_job}/{action}", json=body, headers=worker_headers
+        )
+        expected = 422 if action == "complete" else 409  # an empty result is refused first
+        assert response.status_code == expected, (action, response.text)
+    assert client.get(f"/v1/jobs/{queued_job}").json()["state"] == "running"
+
+
+def test_vit_configs_with_two_sided_or_bad_image_sizes(client) -> None:
+    vit = {"model_type": "vit", "patch_size": 16, "hidden_size": 768, "num_hidden_layers": 12,
+           "num_attention_heads": 12, "intermediate_size": 3072}  # fmt: skip
+    request = {"train_batch_size": 64, "train_steps": 100}
+    ok = client.post("/v1/plans", json={**request, "model": {**vit, "image_size": [224, 224]}})
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["model"]["seq_len"] == 197
+    bad = client.post("/v1/plans", json={**request, "model": {**vit, "image_size": "224"}})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "model", "image_size"]
+    check = client.post(
+        "/v1/checks", json={"request": {**request, "model": {**vit, "image_size": {}}}}
+    )
+    assert check.status_code == 422
+
+
+def test_a_nan_result_is_refused_and_the_job_keeps_running(
+    client, worker_headers, queued_job, validation_result
+) -> None:
+    claim = client.post("/v1/worker/claim", json={"worker_id": "w"}, headers=worker_headers).json()
+    result = validation_result()
+    result["step_times"][0]["step_time_ms"] = float("nan")
+    # JSON has no NaN; Python's encoder writes the NaN token, which is what a worker sent.
+    import json
+
+    body = json.dumps({"lease_id": claim["lease_id"], "result": result})
+    response = client.post(
+        f"/v1/worker/jobs/{queued_job}/complete",
+        content=body,
+        headers={**worker_headers, "content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    job = client.get(f"/v1/jobs/{queued_job}")
+    assert job.status_code == 200 and job.json()["state"] == "running"
+
+
+def test_a_body_over_the_limit_is_413_before_parsing(client, plan_request) -> None:
+    huge = plan_request(model={"name": "x" * 2_000_000, "num_layers": 2})
+    response = client.post("/v1/plans", json=huge)
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+    assert client.get("/v1/plans").json()["count"] == 0  # nothing stored
