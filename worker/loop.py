@@ -15,19 +15,24 @@ import random
 import signal
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from client.base import ApiError
 from planner.document import Plan
 from planner.jobs import JobState
 from planner.validation import ValidationResult, ValidationSettings
-from worker.client import ApiUnavailableError, Claim, LeaseLostError, WorkerClient
+from worker.client import ApiUnavailableError, Claim, WorkerClient
 
 log = logging.getLogger("worker")
 
-HEARTBEAT_INTERVAL_S = 5.0
+HEARTBEAT_INTERVAL_S = 5.0  # at most; a third of the granted lease when that is shorter
+HEARTBEAT_FLOOR_S = 0.2
 MIN_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 60.0
 # Errors a retry cannot fix: the job's own input (settings, plan, dataset path) is wrong.
@@ -74,7 +79,9 @@ class RunningJob:
 def _heartbeat_loop(
     api_url: str, token: str, claim: Claim, state: RunningJob, interval_s: float
 ) -> None:
-    """Heartbeat until the job is done; flag cancellation or a lost lease."""
+    """Heartbeat until the job is done; flag cancellation, or a lost lease on any refusal of
+    the lease or of the credentials (the run stops at its next progress report, and the job is
+    not run twice)."""
     with WorkerClient(api_url, token) as client:
         while not state.done.wait(interval_s):
             progress, message = state.latest()
@@ -82,11 +89,12 @@ def _heartbeat_loop(
                 if client.heartbeat(claim, progress, message):
                     state.cancelled.set()
                     return
-            except LeaseLostError:
-                state.lease_lost.set()
-                return
             except ApiUnavailableError as exc:  # keep the run going; the lease may still hold
                 log.warning("heartbeat failed: %s", exc)
+            except ApiError as exc:  # 401/403, 404/409, any other 4xx: the job is not ours
+                log.warning("heartbeat refused, stopping the run: %s", exc)
+                state.lease_lost.set()
+                return
 
 
 def _backoff_s(failures: int) -> float:
@@ -94,8 +102,11 @@ def _backoff_s(failures: int) -> float:
     return min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** max(failures - 1, 0)) * random.uniform(0.8, 1)
 
 
-def _until_reachable(call: Callable[[], Any], stop: threading.Event) -> Any:
-    """`call()` retried with back-off while the API is unavailable (None if told to stop)."""
+def _until_reachable(
+    call: Callable[[], Any], stop: threading.Event, deadline: float | None = None
+) -> Any:
+    """`call()` retried with back-off while the API is unavailable (None if told to stop, or
+    once the monotonic `deadline` has passed)."""
     failures = 0
     while True:
         try:
@@ -103,17 +114,54 @@ def _until_reachable(call: Callable[[], Any], stop: threading.Event) -> Any:
         except ApiUnavailableError as exc:
             failures += 1
             wait_s = _backoff_s(failures)
+            if deadline is not None:
+                wait_s = min(wait_s, deadline - time.monotonic())
+                if wait_s <= 0:
+                    log.warning("API unavailable (%s); giving up: the lease has expired", exc)
+                    return None
             log.warning("API unavailable (%s); retrying in %.1f s", exc, wait_s)
             if stop.wait(wait_s):
                 return None
 
 
-def _report(call: Callable[[], Any], stop: threading.Event, what: str) -> None:
-    """Send a final report; a lost lease means the job is no longer ours to report on."""
+def _report(call: Callable[[], Any], stop: threading.Event, what: str, deadline: float) -> None:
+    """Send a final report, retried until the lease expires or the worker is told to stop
+    (then the API requeues the job); a refusal means the job is no longer ours."""
     try:
-        _until_reachable(call, stop)
-    except LeaseLostError as exc:
-        log.warning("%s refused, the lease is gone: %s", what, exc)
+        _until_reachable(call, stop, deadline)
+    except ApiError as exc:
+        log.warning("%s refused, the job is no longer ours: %s", what, exc)
+
+
+def lease_seconds_left(claim: Claim) -> float:
+    """Seconds until the claim's lease expires, by the API's clock as it answered."""
+    expires = datetime.fromisoformat(claim.lease_expires_at.replace("Z", "+00:00"))
+    return (expires - datetime.now(UTC)).total_seconds()
+
+
+def heartbeat_interval(claim: Claim, ceiling_s: float) -> float:
+    """A third of the lease the API granted (so two heartbeats may fail before it lapses), at
+    most `ceiling_s`, at least HEARTBEAT_FLOOR_S."""
+    return max(HEARTBEAT_FLOOR_S, min(ceiling_s, lease_seconds_left(claim) / 3))
+
+
+def confined_dataset(settings: ValidationSettings, data_dir: str | None) -> ValidationSettings:
+    """A job's dataset is whoever submitted it's choice, read from this machine's disk: only
+    'stdlib' or a file name under the operator's LTD_WORKER_DATA_DIR, never a path (ValueError:
+    the job fails, not retried)."""
+    name = settings.dataset
+    if name == "stdlib":
+        return settings
+    if data_dir is None:
+        raise ValueError(
+            f"dataset {name!r}: this worker reads only 'stdlib' (its operator set no "
+            "LTD_WORKER_DATA_DIR)"
+        )
+    root = Path(data_dir).resolve()
+    path = (root / name).resolve()
+    if Path(name).name != name or path.parent != root or not path.is_file():
+        raise ValueError(f"dataset {name!r}: not a file name under LTD_WORKER_DATA_DIR")
+    return settings.model_copy(update={"dataset": str(path)})
 
 
 def run_job(
@@ -125,14 +173,16 @@ def run_job(
     token: str,
     stop: threading.Event,
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+    data_dir: str | None = None,
 ) -> str:
     """Run one claimed job to its end; returns what became of it: the JobState it ends in
     (succeeded, failed, cancelled), or "lease lost" or "released" (back in the queue)."""
     state = RunningJob(stop)
+    interval_s = heartbeat_interval(claim, heartbeat_interval_s)
     beat = threading.Thread(
         target=_heartbeat_loop,
         name=f"heartbeat-{claim.job_id}",
-        args=(api_url, token, claim, state, heartbeat_interval_s),
+        args=(api_url, token, claim, state, interval_s),
         daemon=True,
     )
     beat.start()
@@ -140,7 +190,8 @@ def run_job(
     result: ValidationResult | None = None
     error: BaseException | None = None
     try:
-        result = run(claim.plan, claim.settings, state.report)
+        settings = confined_dataset(claim.settings, data_dir)
+        result = run(claim.plan, settings, state.report)
     except JobInterruptedError as exc:
         outcome = {"terminating": RELEASED}.get(exc.reason, exc.reason)
     except Exception as exc:  # any failure of the run is the job's failure, reported
@@ -150,16 +201,17 @@ def run_job(
         beat.join()
     if outcome == JobState.SUCCEEDED and state.cancelled.is_set():
         outcome = JobState.CANCELLED  # cancelled after the last progress report: report nothing
-    never = threading.Event()  # final reports are retried even while terminating
+    # Final reports are retried until the lease would have expired, or SIGTERM.
+    deadline = time.monotonic() + max(lease_seconds_left(claim), interval_s)
     if result is not None and outcome == JobState.SUCCEEDED:
         done = result
-        _report(lambda: client.complete(claim, done), never, "complete")
+        _report(lambda: client.complete(claim, done), stop, "complete", deadline)
     elif error is not None:
         text = "".join(traceback.format_exception(error))[-4000:]
         retryable = not isinstance(error, NOT_RETRYABLE)
-        _report(lambda: client.fail(claim, text, retryable=retryable), never, "fail")
+        _report(lambda: client.fail(claim, text, retryable=retryable), stop, "fail", deadline)
     elif outcome == RELEASED:
-        _report(lambda: client.release(claim), never, "release")
+        _report(lambda: client.release(claim), threading.Event(), "release", deadline)
     log.info("job %s: %s", claim.job_id, outcome)
     return outcome
 
@@ -195,6 +247,7 @@ def run_worker(
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
     run: Runner | None = None,
     stop: threading.Event | None = None,
+    data_dir: str | None = None,
 ) -> None:
     """Claim, run and report jobs until SIGTERM/SIGINT (or `stop` is set); with `once`, handle
     at most one job (none if the queue is empty) and return. `run` defaults to
@@ -205,6 +258,7 @@ def run_worker(
         run = run_validation
     stop = stop or threading.Event()
     worker_id = worker_id or default_worker_id()
+    data_dir = data_dir or os.environ.get("LTD_WORKER_DATA_DIR") or None
     with _sigterm_sets(stop), WorkerClient(api_url, token) as client:
         log.info("worker %s polling %s", worker_id, api_url)
         while not stop.is_set():
@@ -219,6 +273,7 @@ def run_worker(
                     token=token,
                     stop=stop,
                     heartbeat_interval_s=heartbeat_interval_s,
+                    data_dir=data_dir,
                 )
             if once or stop.is_set():
                 return

@@ -13,6 +13,7 @@ The job, stage by stage (DESIGN.md, "Validation jobs"):
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -202,6 +203,11 @@ def run_convergence(
         )
         if log.eval_loss is None:
             raise RuntimeError("a convergence run ended without an evaluation loss")
+        if not math.isfinite(log.eval_loss):  # a diverged run: fail the job, do not retry it
+            raise ValueError(
+                f"the {'baseline' if i == 0 else 'random-LTD'} run diverged: evaluation loss "
+                f"{log.eval_loss} (lower the learning rate)"
+            )
         losses.append(log.eval_loss)
     return ConvergenceResult(
         layer_tokens=base.layer_tokens,

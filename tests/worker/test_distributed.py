@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 
@@ -80,6 +81,12 @@ def _child(rank: int, world: int, port: int, out_dir: str) -> None:
             },
             f,
         )
+    # Tear down in order: DDP models first, then both ranks meet, then the group. A DDP reducer
+    # outliving its process group can abort the interpreter at exit ("terminate called
+    # without an active exception", seen once in a while under load).
+    del model
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 

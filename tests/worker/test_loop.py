@@ -6,7 +6,9 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -58,22 +60,30 @@ class FakeApi:
         self.requests: list[tuple[str, dict]] = []
         self.cancel = False
         self.lease_conflict = False
+        self.revoked = False  # the token is revoked: every later request gets 401
+        self.lease_s: float | None = None  # lease granted at claim (None: far in the future)
+        self.settings: dict = {"mode": "throughput"}
         self.lock = threading.Lock()
 
     def handle(self, path: str, body: dict, auth: str | None) -> tuple[int, dict | None]:
         with self.lock:
             self.requests.append((path, body))
-            if auth != f"Bearer {TOKEN}":
+            if auth != f"Bearer {TOKEN}" or self.revoked:
                 return 401, {"detail": "bad token"}
             if path == "/v1/worker/claim":
                 if not self.queue:
                     return 204, None
                 job_id = self.queue.pop(0)
+                expires = (
+                    "2030-01-01T00:00:00Z"
+                    if self.lease_s is None
+                    else (datetime.now(UTC) + timedelta(seconds=self.lease_s)).isoformat()
+                )
                 return 200, {
-                    "job": {"id": job_id, "settings": {"mode": "throughput"}},
+                    "job": {"id": job_id, "settings": self.settings},
                     "plan": PLAN.model_dump(mode="json"),
                     "lease_id": "L-" + job_id,
-                    "lease_expires_at": "2030-01-01T00:00:00Z",
+                    "lease_expires_at": expires,
                 }
             if self.lease_conflict:
                 return 409, {"detail": "lease not current"}
@@ -214,3 +224,78 @@ def test_bad_token_raises(api) -> None:
     _, url = api
     with pytest.raises(WorkerAuthError):
         run_worker(url, "wrong", once=True, run=slow_run())
+
+
+def test_a_revoked_token_stops_the_run_within_one_heartbeat(api) -> None:
+    fake, url = api
+    revoke_at = threading.Event()
+
+    def run(plan, settings, progress):
+        for i in range(400):
+            if i == 5:
+                fake.revoked = True
+                revoke_at.set()
+            time.sleep(0.01)
+            progress((i + 1) / 400, f"step {i}")
+        return RESULT
+
+    started = time.perf_counter()
+    run_worker(url, TOKEN, once=True, heartbeat_interval_s=0.1, run=run)
+    assert revoke_at.is_set() and time.perf_counter() - started < 1.5  # not the 4 s of steps
+    assert not fake.paths("/complete")
+
+
+def test_a_short_lease_is_kept_with_heartbeats_at_a_third_of_it(api) -> None:
+    fake, url = api
+    fake.lease_s = 1.2  # heartbeats every ~0.4 s, not the 5 s default
+    run_worker(url, TOKEN, once=True, run=slow_run(steps=30, delay_s=0.05))  # 1.5 s of steps
+    assert len(fake.paths("/heartbeat")) >= 2
+    assert fake.paths("/complete")
+
+
+def test_datasets_are_file_names_under_the_operators_directory(api, tmp_path: Path) -> None:
+    fake, url = api
+    (tmp_path / "corpus.txt").write_text("hello")
+    seen: list[str] = []
+
+    def run(plan, settings, progress):
+        seen.append(settings.dataset)
+        return RESULT
+
+    fake.settings = {"mode": "throughput", "dataset": "/etc/passwd"}
+    run_worker(url, TOKEN, once=True, run=run, data_dir=str(tmp_path))
+    (fail,) = fake.paths("/fail")
+    assert fail["retryable"] is False and "LTD_WORKER_DATA_DIR" in fail["error"] and not seen
+    fake.queue.append("j2")
+    fake.settings = {"mode": "throughput", "dataset": "corpus.txt"}
+    run_worker(url, TOKEN, once=True, run=run, data_dir=str(tmp_path))
+    assert seen == [str((tmp_path / "corpus.txt").resolve())]
+
+
+def test_final_reports_give_up_when_the_lease_has_expired() -> None:
+    fake = FakeApi(["j1"])
+    fake.lease_s = 1.0
+    server = serve(fake)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def run(plan, settings, progress):
+        server.shutdown()  # the API goes away while the job runs
+        server.server_close()
+        return RESULT
+
+    started = time.perf_counter()
+    run_worker(url, TOKEN, once=True, run=run)
+    assert time.perf_counter() - started < 5  # bounded by the 1 s lease, not retried for ever
+
+
+def test_a_diverged_run_fails_the_job_with_the_reason(api) -> None:
+    fake, url = api
+
+    def validated(plan, settings, progress):  # what run_validation does with a NaN
+        return ValidationResult.model_validate(
+            {**RESULT.model_dump(), "measured_wall_clock_saving": float("nan")}
+        )
+
+    run_worker(url, TOKEN, once=True, run=validated)
+    (fail,) = fake.paths("/fail")
+    assert fail["retryable"] is False and "finite number" in fail["error"]
