@@ -12,7 +12,7 @@ never logged.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -93,3 +93,16 @@ async def require_worker_token(settings: SettingsDep, bearer: WorkerBearerDep) -
         )
     if bearer is None or not _matches(bearer.credentials, (settings.worker_token,)):
         raise _unauthorized("missing or invalid worker token (Authorization: Bearer <token>)")
+
+
+# The statuses the access checks and the body limit answer with, for the OpenAPI document.
+Responses = dict[int | str, dict[str, Any]]
+API_KEY_RESPONSES: Responses = {
+    401: {"description": "LTD_API_KEYS is set and the request carries no valid key"},
+    413: {"description": "The body is over LTD_MAX_BODY_BYTES; nothing was read or stored"},
+}
+WORKER_RESPONSES: Responses = {
+    401: {"description": "The worker token is missing or wrong"},
+    413: {"description": "The body is over LTD_MAX_BODY_BYTES; nothing was read or stored"},
+    503: {"description": "The service has no LTD_WORKER_TOKEN: worker endpoints are off"},
+}

@@ -5,11 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api import service
-from api.deps import ClockDep, DbDep, require_api_key
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key
 from api.schemas import CheckCreate
 from planner import CheckResult, Plan, check_plan
 
-router = APIRouter(prefix="/v1/checks", tags=["checks"], dependencies=[Depends(require_api_key)])
+router = APIRouter(
+    prefix="/v1/checks",
+    tags=["checks"],
+    dependencies=[Depends(require_api_key)],
+    responses=API_KEY_RESPONSES,
+)
 
 
 @router.post(

@@ -11,13 +11,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from api import crud, service
-from api.deps import ClockDep, DbDep, require_api_key
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key
 from api.errors import NotFoundError
 from api.schemas import MAX_OFFSET, DeviceProfilePublic, DeviceProfilesPublic
 from planner.device import DeviceProfile
 
 router = APIRouter(
-    prefix="/v1/device-profiles", tags=["device profiles"], dependencies=[Depends(require_api_key)]
+    prefix="/v1/device-profiles",
+    tags=["device profiles"],
+    dependencies=[Depends(require_api_key)],
+    responses=API_KEY_RESPONSES,
 )
 
 

@@ -9,12 +9,17 @@ from starlette.concurrency import run_in_threadpool
 
 from api import crud, queue, service
 from api.db import Database
-from api.deps import ClockDep, DbDep, SettingsDep, require_api_key
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, SettingsDep, require_api_key
 from api.errors import NotFoundError
 from api.models import JobState
 from api.schemas import MAX_OFFSET, JobCreate, JobPublic, JobsPublic
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
+router = APIRouter(
+    prefix="/v1/jobs",
+    tags=["jobs"],
+    dependencies=[Depends(require_api_key)],
+    responses=API_KEY_RESPONSES,
+)
 
 
 @router.post(

@@ -19,12 +19,17 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import crud, service
-from api.deps import ClockDep, DbDep, require_api_key
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key
 from api.schemas import MAX_OFFSET, PLAN_REQUEST_EXAMPLE, PlansPublic
 from planner import Plan, PlanRequest
 from present.report import render_report
 
-router = APIRouter(prefix="/v1/plans", tags=["plans"], dependencies=[Depends(require_api_key)])
+router = APIRouter(
+    prefix="/v1/plans",
+    tags=["plans"],
+    dependencies=[Depends(require_api_key)],
+    responses=API_KEY_RESPONSES,
+)
 
 PLAN_EXAMPLES = {
     "preset": {"summary": "A preset model and a token budget", "value": PLAN_REQUEST_EXAMPLE},

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 
 from api import crud, queue, service
-from api.deps import ClockDep, DbDep, SettingsDep, require_worker_token
+from api.deps import WORKER_RESPONSES, ClockDep, DbDep, SettingsDep, require_worker_token
 from api.schemas import (
     ClaimPublic,
     ClaimRequest,
@@ -33,7 +33,10 @@ from planner import Plan
 from planner.jobs import JobState
 
 router = APIRouter(
-    prefix="/v1/worker", tags=["worker"], dependencies=[Depends(require_worker_token)]
+    prefix="/v1/worker",
+    tags=["worker"],
+    dependencies=[Depends(require_worker_token)],
+    responses=WORKER_RESPONSES,
 )
 
 STALE: dict[int | str, dict[str, Any]] = {

@@ -76,3 +76,13 @@ def test_a_body_over_the_limit_is_413_before_parsing(client, plan_request) -> No
     assert response.status_code == 413
     assert "limit" in response.json()["detail"]
     assert client.get("/v1/plans").json()["count"] == 0  # nothing stored
+
+
+def test_the_openapi_document_lists_the_access_and_limit_statuses(client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    create_plan = paths["/v1/plans"]["post"]["responses"]
+    assert {"201", "401", "413", "422"} <= set(create_plan)
+    claim = paths["/v1/worker/claim"]["post"]["responses"]
+    assert {"200", "204", "401", "413", "503"} <= set(claim)
+    heartbeat = paths["/v1/worker/jobs/{job_id}/heartbeat"]["post"]["responses"]
+    assert {"401", "409", "503"} <= set(heartbeat)
