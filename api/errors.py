@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from planner import PlanInputError
 from planner.errors import split_named
@@ -83,7 +86,29 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=409)
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405 with an Allow header that lists every method the path serves (Starlette names only
+    the first route that matched the path)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code != 405:
+        return await http_exception_handler(request, exc)
+    allowed = {
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    }
+    headers = {"Allow": ", ".join(sorted(allowed))}
+    return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _method_not_allowed)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(FieldError, _field)
     app.add_exception_handler(PlanInputError, _plan_input)

@@ -86,3 +86,10 @@ def test_the_openapi_document_lists_the_access_and_limit_statuses(client) -> Non
     assert {"200", "204", "401", "413", "503"} <= set(claim)
     heartbeat = paths["/v1/worker/jobs/{job_id}/heartbeat"]["post"]["responses"]
     assert {"401", "409", "503"} <= set(heartbeat)
+
+
+def test_method_not_allowed_names_every_method_of_the_path(client) -> None:
+    response = client.request("PUT", "/v1/plans")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"  # Starlette alone said "POST"
+    assert client.request("DELETE", "/v1/jobs/j_x").headers["allow"] == "GET"
