@@ -337,3 +337,50 @@ def test_bad_curriculum_flags_exit_2_naming_the_field(capsys: pytest.CaptureFixt
     code, _, err = run(capsys, "plan", *GPT, "--min-difficulty", "80", "--max-difficulty", "4096",
                        "--total-curriculum-step", "100", "--difficulty-step", "8")  # fmt: skip
     assert code == 2 and "curriculum.max_difficulty" in err
+
+
+def _spellings() -> list[tuple[str, int | None]]:
+    """Token spellings and their exact values, by integer arithmetic on the digits (None: the
+    spelling denotes no whole number)."""
+    table: list[tuple[str, int | None]] = []
+    for n in range(0, 1000, 37):
+        for d in range(10):
+            table.append((f"{n}.{d}K", n * 10**3 + d * 10**2))
+            table.append((f"{n}.{d}B", n * 10**9 + d * 10**8))
+            table.append((f"{n}.{d}T", n * 10**12 + d * 10**11))
+            table.append((f"{n}.{d:02d}M", n * 10**6 + d * 10**4))
+            table.append((f"{n}.{d}", n if d == 0 else None))
+        for e in range(0, 19, 3):
+            table.append((f"{n}e{e}", n * 10**e))
+    table += [("8.2B", 8_200_000_000), ("9007199254740993", 2**53 + 1), ("1.25K", 1250),
+              ("1.2345K", None), ("0.5", None), ("12x", None)]  # fmt: skip
+    return table
+
+
+def test_every_token_spelling_parses_exactly_or_is_refused() -> None:
+    import argparse
+
+    from ltd.flags import count
+
+    for text, expected in _spellings():
+        if expected is None:
+            with pytest.raises(argparse.ArgumentTypeError):
+                count(text)
+        else:
+            assert count(text) == expected, text
+
+
+@pytest.mark.parametrize("spelling", ["8.2B", "1.5", "2**53"])
+def test_token_flags_exit_2_naming_the_flag_or_plan(
+    capsys: pytest.CaptureFixture[str], spelling: str
+) -> None:
+    try:
+        code = main(["plan", "--model", "gpt3-125m", "--train-batch-size", "8",
+                     "--train-tokens", spelling])  # fmt: skip
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    if spelling == "8.2B":
+        assert code == 0
+    else:
+        assert code == 2 and "--train-tokens" in err and "Traceback" not in err
