@@ -98,14 +98,15 @@ async def require_worker_token(settings: SettingsDep, bearer: WorkerBearerDep) -
 # The statuses the access checks and the body limit answer with, for the OpenAPI document.
 Responses = dict[int | str, dict[str, Any]]
 BAD_BODY = {"description": "The body could not be read as the declared content type"}
+TOO_LARGE = {"description": "The body is over LTD_MAX_BODY_BYTES; nothing was read or stored"}
 API_KEY_RESPONSES: Responses = {
     400: BAD_BODY,
     401: {"description": "LTD_API_KEYS is set and the request carries no valid key"},
-    413: {"description": "The body is over LTD_MAX_BODY_BYTES; nothing was read or stored"},
+    413: TOO_LARGE,
 }
 WORKER_RESPONSES: Responses = {
     400: BAD_BODY,
     401: {"description": "The worker token is missing or wrong"},
-    413: {"description": "The body is over LTD_MAX_BODY_BYTES; nothing was read or stored"},
+    413: TOO_LARGE,
     503: {"description": "The service has no LTD_WORKER_TOKEN: worker endpoints are off"},
 }

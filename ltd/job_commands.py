@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ltd.flags import add_flags, model_flags, number, read_plan_file, set_flag_values, validated
@@ -25,6 +27,21 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 SETTINGS_FLAGS = model_flags(
     ValidationSettings, taken={f.option for f in PLAN_FLAGS}, collision_prefix="validation"
 )
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[float, str], None]]:
+    """A `progress(fraction, message)` callback drawing a bar on the terminal (none when
+    stderr is not one)."""
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(label, total=1.0)
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(task, completed=fraction, description=message[:60])
+
+        yield progress
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -62,16 +79,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
     from worker.profile import measure_profile
 
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("profiling", total=1.0)
-
-        def progress(fraction: float, message: str) -> None:
-            bar.update(task, completed=fraction, description=message[:60])
-
+    with progress_bar("profiling") as progress:
         profile = measure_profile(args.device, args.dtype, progress=progress)
     emit(profile.model_dump_json(indent=2), args.output)
     if args.output:
@@ -95,18 +105,11 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
     from worker.validate import run_validation
 
     settings = settings_from_args(args)
     plan = plan_from_args(args)
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("validating", total=1.0)
-
-        def progress(fraction: float, message: str) -> None:
-            bar.update(task, completed=fraction, description=message[:60])
-
+    with progress_bar("validating") as progress:
         result = run_validation(plan, settings, progress=progress)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun every rank agrees on the result; rank 0 prints it

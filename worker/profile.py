@@ -38,16 +38,19 @@ OPTIMIZER_PARAMS = 1 << 22
 MATMUL_MIN_S = 0.05  # repeat a timed matmul until it has run this long (small ones are fast)
 
 
-def _repeats(seconds_each: float) -> int:
-    return max(1, min(50, int(MATMUL_MIN_S / max(seconds_each, 1e-6))))
+def _timed_long_enough(fn: Callable[[], object], device: torch.device) -> float:
+    """Median milliseconds of `fn()`, repeated until the timed calls add up to about
+    MATMUL_MIN_S (small calls are fast and noisy), after one untimed call."""
+    once_s = timed_ms(fn, device, warmup=1, repeats=1) / 1e3
+    repeats = max(1, min(50, int(MATMUL_MIN_S / max(once_s, 1e-6))))
+    return timed_ms(fn, device, warmup=1, repeats=repeats + 2)
 
 
 def matmul_ms(rows: int, width: int, device: torch.device, dtype: torch.dtype) -> float:
     """Median milliseconds of (rows x width) @ (width x width)."""
     a = torch.randn(rows, width, device=device, dtype=dtype)
     b = torch.randn(width, width, device=device, dtype=dtype)
-    once = timed_ms(lambda: a @ b, device, warmup=1, repeats=1) / 1e3
-    return timed_ms(lambda: a @ b, device, warmup=1, repeats=_repeats(once) + 2)
+    return _timed_long_enough(lambda: a @ b, device)
 
 
 def work_s(ms: float, overhead_ms: float, device: torch.device) -> float:
@@ -76,8 +79,7 @@ def attention_ms(length: int, device: torch.device, dtype: torch.dtype) -> float
     def step() -> None:
         F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(grad)
 
-    once = timed_ms(step, device, warmup=1, repeats=1) / 1e3
-    return timed_ms(step, device, warmup=1, repeats=_repeats(once) + 2)
+    return _timed_long_enough(step, device)
 
 
 def attention_tflops(
