@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from api.models import DeviceProfileRow, JobRow, JobState, PlanRow
@@ -80,40 +80,44 @@ def get_job(session: Session, *, job_id: str, for_update: bool = False) -> JobRo
     return session.scalars(query).first()
 
 
+def job_state_at(now: datetime) -> ColumnElement[str]:
+    """A job's state as readers see it at `now`: a running job whose lease ran out is queued
+    again, or failed when its attempts are spent (`api.queue.lease_lapse`, in SQL)."""
+    lapsed = and_(JobRow.state == JobState.RUNNING.value, JobRow.lease_expires_at <= now)
+    return case(
+        (and_(lapsed, JobRow.attempts >= JobRow.max_attempts), JobState.FAILED.value),
+        (lapsed, JobState.QUEUED.value),
+        else_=JobRow.state,
+    )
+
+
 def list_jobs(
     session: Session,
     *,
     state: JobState | None,
     limit: int,
     offset: int,
+    now: datetime,
 ) -> tuple[list[JobRow], int]:
-    """A page of jobs (newest first), optionally in one state, and how many match in all."""
+    """A page of jobs (newest first), optionally in one state as of `now` (`job_state_at`),
+    and how many match in all."""
     query, count = select(JobRow), select(func.count()).select_from(JobRow)
     if state is not None:
-        query = query.where(JobRow.state == state.value)
-        count = count.where(JobRow.state == state.value)
+        query = query.where(job_state_at(now) == state.value)
+        count = count.where(job_state_at(now) == state.value)
     rows = session.scalars(
         query.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit).offset(offset)
     ).all()
     return list(rows), session.scalar(count) or 0
 
 
-def has_expired_leases(session: Session, *, now: datetime) -> bool:
-    """Whether some running job's lease ran out by `now` (a cheap indexed probe)."""
-    query = (
-        select(JobRow.id)
-        .where(JobRow.state == JobState.RUNNING.value, JobRow.lease_expires_at <= now)
-        .limit(1)
-    )
-    return session.scalar(query) is not None
-
-
-def count_jobs_by_state(session: Session) -> dict[JobState, int]:
-    """Jobs per state (every state present, zero when none)."""
-    rows = session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all()
-    counts = {state: 0 for state in JobState}
-    for state, n in rows:
-        counts[JobState(state)] = n
+def count_jobs_by_state(session: Session, *, now: datetime) -> dict[JobState, int]:
+    """Jobs per state as of `now` (`job_state_at`; every state present, zero when none)."""
+    state = job_state_at(now)
+    rows = session.execute(select(state, func.count()).group_by(state)).all()
+    counts = {s: 0 for s in JobState}
+    for value, n in rows:
+        counts[JobState(value)] = n
     return counts
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -29,18 +29,22 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 10_000) -> Engine:
+def make_engine(
+    url: str, *, busy_timeout_ms: int = 10_000, pool_size: int | None = None, max_overflow: int = 20
+) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and explicit BEGIN modes."""
     # Pools hold more connections than a process uses at once (LTD_THREADS route threads plus
     # one event-loop reader): a connection opened and closed per request (overflow) would cost
     # more than the query.
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size or 10, max_overflow=max_overflow
+        )
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
-        pool_size=40,
-        max_overflow=10,
+        pool_size=pool_size or 40,
+        max_overflow=max_overflow,
     )
 
     @event.listens_for(engine, "connect")
@@ -84,11 +88,6 @@ class Database:
         (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock from the start)."""
         with self._write() as session, session.begin():
             yield session
-
-    def ping(self) -> None:
-        """Raise if the database cannot answer a trivial query."""
-        with self.read() as session:
-            session.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()

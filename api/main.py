@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api.db import Database, migrate
 from api.errors import install_error_handlers
+from api.health import HealthProbe
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import checks, device_profiles, health, jobs, plans, worker
@@ -40,10 +41,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             migrate(settings.database_url)
         yield
         db.dispose()
+        app.state.health.close()
 
     app = FastAPI(title="ltd-planner", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.db = db
+    app.state.health = HealthProbe(settings.database_url)
     app.state.clock = clock or utcnow
     app.state.metrics = Metrics()
     install_error_handlers(app)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -48,22 +49,45 @@ def _finish(job: JobRow, state: JobState, *, now: datetime, error: str | None = 
     job.updated_at = now
 
 
+def lease_lapse(job: JobRow, *, now: datetime) -> dict[str, Any] | None:
+    """What a running job whose lease ran out by `now` becomes: requeued (its progress and
+    worker cleared), or failed when its attempts are spent; None for any other job. Claims and
+    writes apply it (`expire_leases`); reads show it without writing (`api.service.job_public`),
+    so a GET never writes and never disagrees with the next claim (`crud.job_state_at` is
+    the same rule in SQL, for filters and counts)."""
+    if job.state != RUNNING or job.lease_expires_at is None or job.lease_expires_at > now:
+        return None
+    if job.attempts >= job.max_attempts:
+        return {
+            "state": JobState.FAILED.value,
+            "error": f"lease expired after {job.attempts} attempts",
+            "lease_expires_at": None,
+            "finished_at": job.lease_expires_at,
+            "updated_at": job.lease_expires_at,
+        }
+    return {
+        "state": QUEUED,
+        "error": f"lease of attempt {job.attempts} expired",
+        "lease_id": None,
+        "lease_expires_at": None,
+        "worker_id": None,
+        "progress": 0.0,
+        "progress_message": None,
+        "updated_at": job.lease_expires_at,
+    }
+
+
 def expire_leases(session: Session, *, now: datetime) -> int:
-    """Running jobs whose lease ran out go back to the queue, or fail when their attempts are
-    spent. Returns how many jobs were touched."""
+    """Apply `lease_lapse` to every running job whose lease ran out. Returns how many jobs were
+    touched."""
     expired = session.scalars(
         select(JobRow)
         .where(JobRow.state == RUNNING, JobRow.lease_expires_at <= now)
         .with_for_update(skip_locked=True)
     ).all()
     for job in expired:
-        if job.attempts >= job.max_attempts:
-            _finish(
-                job, JobState.FAILED, now=now, error=f"lease expired after {job.attempts} attempts"
-            )
-        else:
-            _requeue(job, now=now)
-            job.error = f"lease of attempt {job.attempts} expired"
+        for name, value in (lease_lapse(job, now=now) or {}).items():
+            setattr(job, name, value)
     return len(expired)
 
 

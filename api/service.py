@@ -69,7 +69,7 @@ def plan_id_of(request: PlanRequest, *, loc: Sequence[str]) -> str:
 
 def find_plan(db: Database, plan_id: str) -> str | None:
     """The stored plan document (JSON text), or None: one primary-key read that never waits for
-    a lock (SQLite WAL readers, PostgreSQL MVCC), cheap enough for the event loop."""
+    a lock (SQLite WAL readers, PostgreSQL MVCC)."""
     with db.read() as session:
         return crud.get_plan_json(session, plan_id=plan_id)
 
@@ -78,8 +78,7 @@ def get_or_create_plan(
     db: Database, request: PlanRequest, *, loc: Sequence[str], now: datetime
 ) -> tuple[str, str]:
     """The plan id and stored plan document (JSON text) for `request`, computed and stored on
-    first use; later calls only hash the request and read the stored text. Blocking: run it in
-    a thread."""
+    first use; later calls only hash the request and read the stored text."""
     request = with_stored_profile(db, request, loc=loc)
     plan_id = plan_id_of(request, loc=loc)
     stored = find_plan(db, plan_id)
@@ -115,18 +114,10 @@ def stored_plan(db: Database, plan_id: str) -> str:
     return stored
 
 
-def sweep_expired_leases(db: Database, *, now: datetime) -> int:
-    """Apply lease expiry (`queue.expire_leases`) if any lease ran out, so that readers see
-    requeued or failed jobs without waiting for the next claim. Returns jobs touched."""
-    with db.read() as session:
-        if not crud.has_expired_leases(session, now=now):
-            return 0
-    with db.write() as session:
-        return queue.expire_leases(session, now=now)
-
-
-def job_public(job: JobRow) -> JobPublic:
-    return JobPublic(
+def job_public(job: JobRow, *, now: datetime | None = None) -> JobPublic:
+    """A job as clients see it; with `now`, a lease that ran out shows as its outcome
+    (`queue.lease_lapse`) without writing it."""
+    public = JobPublic(
         id=job.id,
         plan_id=job.plan_id,
         state=JobState(job.state),
@@ -144,6 +135,12 @@ def job_public(job: JobRow) -> JobPublic:
         finished_at=job.finished_at,
         updated_at=job.updated_at,
     )
+    lapse = queue.lease_lapse(job, now=now) if now is not None else None
+    if lapse is None:
+        return public
+    lapse.pop("lease_id", None)
+    lapse["state"] = JobState(lapse["state"])
+    return public.model_copy(update=lapse)
 
 
 def calibrated_plan_json(plan_json: str, result: ValidationResult, job_id: str) -> str | None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from starlette.concurrency import run_in_threadpool
 
 from api import crud, queue, service
-from api.db import Database
 from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, SettingsDep, require_api_key
 from api.errors import NotFoundError
 from api.models import JobState
@@ -64,32 +62,24 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Jobs to skip.")] = 0,
 ) -> JobsPublic:
-    """Jobs, newest first: `{data: [job, ...], count}`."""
-    service.sweep_expired_leases(db, now=clock())
+    """Jobs, newest first: `{data: [job, ...], count}`. A job whose lease ran out shows as
+    queued again (or failed, its attempts spent), as the next claim will record it."""
+    now = clock()
     with db.read() as session:
-        rows, count = crud.list_jobs(session, state=state, limit=limit, offset=offset)
-        return JobsPublic(data=[service.job_public(r) for r in rows], count=count)
+        rows, count = crud.list_jobs(session, state=state, limit=limit, offset=offset, now=now)
+        return JobsPublic(data=[service.job_public(r, now=now) for r in rows], count=count)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses={404: {"description": "Unknown id"}})
-async def get_job(job_id: str, db: DbDep, clock: ClockDep) -> JobPublic:
-    """A job: state, attempts, progress (0..1), result, error and timestamps.
-    (`async`: one primary-key read that never waits for a lock, cheaper than a thread hop; only
-    a job whose lease ran out takes the thread pool, to requeue it.)"""
-    job = _read_job(db, job_id)
+def get_job(job_id: str, db: DbDep, clock: ClockDep) -> JobPublic:
+    """A job: state, attempts, progress (0..1), result, error and timestamps. A job whose lease
+    ran out shows as queued again (or failed, its attempts spent)."""
     now = clock()
-    if job.lease_expires_at is not None and job.lease_expires_at <= now:
-        await run_in_threadpool(service.sweep_expired_leases, db, now=now)
-        job = _read_job(db, job_id)
-    return job
-
-
-def _read_job(db: Database, job_id: str) -> JobPublic:
     with db.read() as session:
         job = crud.get_job(session, job_id=job_id)
         if job is None:
             raise NotFoundError("job", job_id)
-        return service.job_public(job)
+        return service.job_public(job, now=now)
 
 
 @router.post(
@@ -102,5 +92,7 @@ def _read_job(db: Database, job_id: str) -> JobPublic:
 )
 def cancel_job(job_id: str, db: DbDep, clock: ClockDep) -> JobPublic:
     """Cancel a queued or running job (a running worker learns it from its next heartbeat)."""
+    now = clock()
     with db.write() as session:
-        return service.job_public(queue.cancel(session, job_id=job_id, now=clock()))
+        queue.expire_leases(session, now=now)  # a lapsed job's outcome first, as claims do
+        return service.job_public(queue.cancel(session, job_id=job_id, now=now))

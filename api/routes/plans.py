@@ -4,9 +4,8 @@
 whether the plan was computed now or already stored: the id is a hash of the normalised request,
 so the same request (in any spelling that normalises alike) is served from storage, unrecomputed.
 
-The hot paths (a stored plan, a plan by id) are `async`: hashing the request (~0.1 ms) and one
-primary-key read (~0.2 ms, never waiting for a lock) cost less than a hop to the thread pool
-(~0.8 ms measured on the 2-core machine). Computing and storing a new plan runs in a thread.
+Every route that touches the database is a plain `def`, run in the thread pool: nothing
+blocks the event loop, so one slow database round trip delays only its own request.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.responses import HTMLResponse
-from starlette.concurrency import run_in_threadpool
 
 from api import crud, service
 from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key
@@ -61,22 +59,14 @@ def _json(text: str, status_code: int = 200, headers: dict[str, str] | None = No
     response_model=Plan,
     responses={422: {"description": "A field of the request is invalid (named in loc)"}},
 )
-async def create_plan(
+def create_plan(
     request: Annotated[PlanRequest, Body(openapi_examples=PLAN_EXAMPLES)],
     db: DbDep,
     clock: ClockDep,
 ) -> Response:
     """Plan a request, or return the stored plan of the same normalised request (201 both)."""
-    if isinstance(request.hardware.device_profile, str):  # a stored profile: one more read
-        request = await run_in_threadpool(service.with_stored_profile, db, request, loc=["body"])
-    plan_id = service.plan_id_of(request, loc=["body"])
-    stored = service.find_plan(db, plan_id)
-    if stored is not None:
-        return _json(stored, 201, {"Location": f"/v1/plans/{plan_id}"})
-    plan_id, created = await run_in_threadpool(
-        service.get_or_create_plan, db, request, loc=["body"], now=clock()
-    )
-    return _json(created, 201, {"Location": f"/v1/plans/{plan_id}"})
+    plan_id, document = service.get_or_create_plan(db, request, loc=["body"], now=clock())
+    return _json(document, 201, {"Location": f"/v1/plans/{plan_id}"})
 
 
 @router.get("", response_model=PlansPublic)
@@ -106,6 +96,6 @@ def plan_report(plan_id: str, db: DbDep) -> HTMLResponse:
 
 
 @router.get("/{plan_id}", response_model=Plan, responses={404: {"description": "Unknown id"}})
-async def get_plan(plan_id: str, db: DbDep) -> Response:
+def get_plan(plan_id: str, db: DbDep) -> Response:
     """A stored plan; `calibrated` is set once a validation job of it has succeeded."""
     return _json(service.stored_plan(db, plan_id))

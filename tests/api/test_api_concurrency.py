@@ -96,8 +96,8 @@ def test_replicas_claiming_directly_take_each_job_once(client, stored_plan, sett
     db = Database(settings.database_url)
     try:
         with db.read() as session:
-            assert crud.count_jobs_by_state(session)[JobState.SUCCEEDED] == NUM_JOBS
-            rows, _ = crud.list_jobs(session, state=None, limit=100, offset=0)
+            assert crud.count_jobs_by_state(session, now=clock())[JobState.SUCCEEDED] == NUM_JOBS
+            rows, _ = crud.list_jobs(session, state=None, limit=100, offset=0, now=clock())
             owners = {row.id: row.worker_id for row in rows}
             assert all(f'"by": "{owners[row.id]}"' in (row.result_json or "") for row in rows)
     finally:

@@ -127,6 +127,28 @@ def test_readers_see_expired_leases_requeued(client, worker, queued_job, clock):
     assert 'ltd_jobs{state="failed"} 1.0' in client.get("/metrics").text
 
 
+def test_reads_show_a_lapsed_lease_without_writing_it(client, worker, queued_job, clock):
+    """GET /v1/jobs/{id}, GET /v1/jobs?state= and /metrics show a lapsed lease's outcome, the
+    row stays as the worker left it until a write (here the next claim) records the same."""
+    from api import crud
+
+    claim(worker)
+    clock.advance(LEASE_S + 1)
+    shown = client.get(f"/v1/jobs/{queued_job}").json()
+    assert (shown["state"], shown["worker_id"], shown["progress"]) == ("queued", None, 0.0)
+    assert [j["id"] for j in client.get("/v1/jobs?state=queued").json()["data"]] == [queued_job]
+    assert client.get("/v1/jobs?state=running").json()["count"] == 0
+    assert 'ltd_jobs{state="queued"} 1.0' in client.get("/metrics").text
+    with client.app.state.db.read() as session:
+        row = crud.get_job(session, job_id=queued_job)
+        assert row is not None and (row.state, row.worker_id) == ("running", "w1")
+    assert claim(worker, "w2")["job"]["attempts"] == 2  # the claim writes the lapse first
+    with client.app.state.db.read() as session:
+        row = crud.get_job(session, job_id=queued_job)
+        assert row is not None and (row.state, row.worker_id) == ("running", "w2")
+        assert row.error == shown["error"] == "lease of attempt 1 expired"
+
+
 def test_attempts_exhausted_by_expiry_fail_with_reason(client, worker, queued_job, clock):
     for attempt in (1, 2, 3):
         assert claim(worker)["job"]["attempts"] == attempt

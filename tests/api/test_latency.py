@@ -1,0 +1,94 @@
+"""One slow database round trip delays only its own request.
+
+A real uvicorn serves the app over PostgreSQL; a cursor hook runs `SELECT pg_sleep(2)` before
+every statement that mentions the plan id `p_slow` (a `GET /v1/plans/p_slow`: a 404 after two
+seconds). While two such requests hang, the other routes are timed: were any of them blocking the
+event loop, every request would wait the two seconds, and their p99 with it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import event
+
+from api.main import create_app
+from api.settings import Settings
+from tests.servers import free_port
+
+SLOW_S = 2.0
+P99_LIMIT_MS = 250.0  # a loaded 2-core machine; a blocked loop would add SLOW_S to some of them
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture
+def server(postgres_url: str) -> Iterator[str]:
+    app = create_app(Settings(database_url=postgres_url, worker_token="t"))
+
+    @event.listens_for(app.state.db.engine, "before_cursor_execute")
+    def _slow(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "p_slow" in str(params):
+            cursor.execute(f"SELECT pg_sleep({SLOW_S})")
+
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    while not uv.started:
+        assert thread.is_alive(), "uvicorn exited early"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+
+
+def _seed(http: httpx.Client) -> dict[str, tuple[str, str, dict[str, Any] | None]]:
+    body = {"model": "gpt2", "train_batch_size": 8, "train_steps": 100}
+    plan_id = http.post("/v1/plans", json=body).json()["id"]
+    job_id = http.post("/v1/jobs", json={"plan_id": plan_id}).json()["id"]
+    return {
+        "stored plan": ("GET", f"/v1/plans/{plan_id}", None),
+        "stored plan POST": ("POST", "/v1/plans", body),
+        "job": ("GET", f"/v1/jobs/{job_id}", None),
+        "job list": ("GET", "/v1/jobs", None),
+        "healthz": ("GET", "/healthz", None),
+    }
+
+
+@pytest.mark.parametrize("route", ["stored plan", "stored plan POST", "job", "job list", "healthz"])
+def test_a_slow_query_does_not_delay_other_requests(server: str, route: str) -> None:
+    with httpx.Client(base_url=server, timeout=30) as http:
+        method, path, body = _seed(http)[route]
+        assert http.request(method, path, json=body).status_code < 300
+
+        def slow() -> float:
+            start = time.perf_counter()
+            assert http.get("/v1/plans/p_slow").status_code == 404
+            return time.perf_counter() - start
+
+        def fast(_: int) -> float:
+            start = time.perf_counter()
+            assert http.request(method, path, json=body).status_code < 300
+            return (time.perf_counter() - start) * 1000
+
+        with ThreadPoolExecutor(2) as slow_pool, ThreadPoolExecutor(4) as fast_pool:
+            slow_calls = [slow_pool.submit(slow) for _ in range(2)]
+            time.sleep(0.2)  # both slow requests are inside pg_sleep now
+            latencies: list[float] = []
+            while not all(call.done() for call in slow_calls):
+                latencies += fast_pool.map(fast, range(8))
+            slow_seconds = [call.result() for call in slow_calls]
+    assert min(slow_seconds) >= SLOW_S  # the injected sleep did happen
+    assert len(latencies) >= 40
+    p99 = sorted(latencies)[int(0.99 * len(latencies))]
+    assert p99 < P99_LIMIT_MS, f"{route}: p99 {p99:.0f} ms while a query slept {SLOW_S} s"
