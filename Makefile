@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed-stamp
 # without pulling a multi-GB CUDA build (DESIGN.md, Machines).
 TORCH   ?= torch==2.13.0
 
-.PHONY: install run test test-fast lint format typecheck bench clean
+.PHONY: install run test test-fast fuzz lint format typecheck bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test: $(STAMP)  ## the whole suite (PostgreSQL tests need LTD_TEST_POSTGRES_URL'
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not postgres"
+
+fuzz: $(STAMP)  ## the OpenAPI fuzz test with a random seed and 10x the cases CI runs
+	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-600} $(BIN)/python -m pytest -p no:randomly \
+		tests/api/test_openapi_fuzz.py
 
 SRC     := planner present client api worker ltd tests benchmarks
 

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from planner import PlanInputError
-from planner.errors import split_named
+from planner.errors import field_loc, split_named
 
 
 class NotFoundError(Exception):
@@ -56,7 +56,7 @@ def _detail(loc: Sequence[str | int], msg: str, type_: str) -> dict[str, object]
 def _pydantic_detail(err: dict[str, Any]) -> dict[str, object]:
     """One pydantic error; a model-level rule that names its field first ("min_value: ...",
     the planner's convention) gets that field appended to `loc`."""
-    loc, msg = list(err["loc"]), str(err["msg"])
+    loc, msg = field_loc(err["loc"]), str(err["msg"])
     named, rule = split_named(msg) if err["type"] == "value_error" else (None, msg)
     return _detail([*loc, named] if named else loc, rule, err["type"])
 

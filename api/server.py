@@ -75,15 +75,17 @@ def _ensure_worker_token() -> str:
     return token
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+def _shut_down_already(signum: int, _frame: object) -> None:
+    """SIGTERM once uvicorn has shut down gracefully (it re-raises the signal): nothing left to
+    do but stop the local worker, which `serve` does on its way out, and exit 0."""
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, *, with_worker: bool = False) -> None:
     """Run the service until interrupted (SIGINT/SIGTERM); `with_worker` adds a local worker.
 
-    uvicorn shuts down gracefully on either signal, then re-raises it; SIGTERM is turned into
-    SystemExit(143) here so that the worker is still stopped on the way out."""
+    uvicorn shuts down gracefully on either signal, then re-raises it; a re-raised SIGTERM is
+    ignored here, so the worker is still stopped on the way out and the process exits 0 (a
+    clean, requested shutdown)."""
     token = _ensure_worker_token() if with_worker else None
     settings = get_settings()
     migrate(settings.database_url)
@@ -102,8 +104,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, with_worker: bool = Fals
         threading.Thread(
             target=spawn_when_listening, name="ltd-worker-spawner", daemon=True
         ).start()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _shut_down_already)
     try:
         server.run()
     finally:

@@ -1,32 +1,45 @@
-"""Load benchmark of the REST service on loopback: stored plans and job reads.
+"""Load benchmark of the REST service on loopback, driven by `wrk` (never a Python client).
 
-Starts uvicorn (`api.main:create_app`, a SQLite file in a temporary directory) in a subprocess,
-creates one plan and one job, then for each route runs `--clients` concurrent clients for
-`--seconds` seconds, each sending its next request as soon as the last one answered, and prints
-requests per second and p50/p99 latency in milliseconds. Stops by itself.
+Starts one uvicorn process (1 worker, uvicorn's default loop/http) serving `bench_app()`: the
+service plus a bare `GET /bench/bare` route, the side-by-side reference of what the same stack
+serves with no work. Seeds one plan and one job over HTTP, then runs wrk against each route.
 
-    python benchmarks/bench_api.py                  # 32 clients, 10 s per route
-    python benchmarks/bench_api.py --clients 8 --seconds 3
+    python benchmarks/bench_api.py                              # routes, SQLite, -t2 -c32 -d8s
+    python benchmarks/bench_api.py --seconds 3 --connections 64
+    python benchmarks/bench_api.py --database postgres          # fresh schema, dropped after
+    python benchmarks/bench_api.py --scenario claimers --database postgres
 
-Aim (DESIGN issue 3): >= 500 requests/s for stored plans with p99 < 100 ms on a 2-core machine.
-The server and this load generator share the machine's cores.
+Targets: routes: req/s >= 0.6 x bare and p99 < 50 ms; claimers: readers' p99 < 150 ms while
+4 claimer processes enqueue, claim and release/fail jobs. Non-2xx responses are errors (MISS).
+Needs `wrk` (apt-get install wrk). The server and wrk share the machine's cores.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
+import platform
+import re
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+WORKER_TOKEN = "bench-worker-token"
 PLAN_REQUEST = {
     "model": "gpt3-1.3b",
     "train_batch_size": 512,
@@ -39,23 +52,104 @@ PLAN_REQUEST = {
         "require_steps": 133_333,
     },
 }
+# A claimer process: enqueue a job, claim one, then release it or fail it; until `stop` exists.
+CLAIMER = """
+import os, sys, httpx
+base, token, plan_id, worker, stop = sys.argv[1:]
+auth, claims, errors = {"Authorization": f"Bearer {token}"}, 0, 0
+with httpx.Client(base_url=base, timeout=30) as http:
+    while not os.path.exists(stop):
+        ok = http.post("/v1/jobs", json={"plan_id": plan_id}).status_code == 202
+        r = http.post("/v1/worker/claim", headers=auth, json={"worker_id": worker})
+        ok = ok and r.status_code in (200, 204)
+        if r.status_code == 200:
+            claims += 1
+            job, body = r.json()["job"]["id"], {"lease_id": r.json()["lease_id"]}
+            fail = {"error": "bench", "retryable": False} if claims % 2 == 0 else {}
+            action = "fail" if fail else "release"
+            r = http.post(f"/v1/worker/jobs/{job}/{action}", headers=auth, json=body | fail)
+            ok = ok and r.status_code == 200
+        errors += not ok
+print(claims, errors)
+"""
+
+
+def bench_app() -> FastAPI:
+    """The service (settings from the LTD_ environment) plus the bare reference route."""
+    from api.main import create_app
+    from api.settings import Settings
+
+    app = create_app(Settings())
+
+    @app.get("/bench/bare")
+    async def bare() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
 
 
 @dataclass
-class RouteResult:
+class WrkResult:
     route: str
-    requests: int
-    errors: int
-    seconds: float
-    latencies_ms: list[float]
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
 
     @property
-    def requests_per_s(self) -> float:
-        return self.requests / self.seconds
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
 
-    def percentile_ms(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def run_wrk(route: str, url: str, args: argparse.Namespace, conns: int, lua: str) -> WrkResult:
+    """Run wrk with `--latency` against `url` (optionally a Lua script) and parse its report."""
+    script = ["-s", lua] if lua else []
+    cmd = ["wrk", "--latency", f"-t{args.threads}", f"-c{conns}", f"-d{args.seconds}s"]
+    out = subprocess.run([*cmd, *script, url], capture_output=True, text=True, check=True).stdout
+
+    def latency(pct: str) -> float:
+        m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        return float(m.group(1)) * UNITS_MS[m.group(2)] if m else float("nan")
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return WrkResult(
+        route,
+        float(rps.group(1)) if rps else 0.0,
+        latency("50"),
+        latency("99"),
+        int(non_2xx.group(1)) if non_2xx else 0,
+        sum(int(n) for n in sock.groups()) if sock else 0,
+    )
+
+
+@contextmanager
+def database(args: argparse.Namespace, tmp: str) -> Iterator[str]:
+    """A SQLite file in `tmp`, or a fresh PostgreSQL schema (search_path), dropped afterwards."""
+    if args.database == "sqlite":
+        yield f"sqlite:///{tmp}/bench.db"
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in args.postgres_url else "?"
+    try:
+        yield f"{args.postgres_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:  # the app's migrate_on_start must have filled the schema
+            query = "SELECT table_name FROM information_schema.tables WHERE table_schema = :s"
+            tables = sorted(conn.execute(text(query), {"s": schema}).scalars())
+            print(f"schema {schema}: {len(tables)} tables {tables or '(NONE!)'}; dropped")
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 def free_port() -> int:
@@ -65,32 +159,20 @@ def free_port() -> int:
 
 
 def start_server(port: int, database_url: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LTD_DATABASE_URL": database_url}
+    env = {**os.environ, "LTD_DATABASE_URL": database_url, "LTD_WORKER_TOKEN": WORKER_TOKEN}
     env.pop("LTD_API_KEYS", None)
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "api.main:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    return subprocess.Popen(command, env=env)
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.bench_api:bench_app"]
+    cmd += ["--app-dir", str(REPO), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    return subprocess.Popen([*cmd, "--no-access-log", "--log-level", "warning"], env=env, cwd=REPO)
 
 
-def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -98,118 +180,105 @@ def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], timeout_s: float 
     raise RuntimeError("server did not become healthy")
 
 
-class Connection:
-    """A minimal HTTP/1.1 keep-alive client: httpx's own overhead would make the load
-    generator, not the server, the bottleneck on a 2-core machine."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, port: int) -> Connection:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        """Send one request; return the status code and the body."""
-        head = (
-            f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-        )
-        self.writer.write(head.encode() + body)
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        return int(status_line.split()[1]), await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-async def load(
-    route: str,
-    method: str,
-    path: str,
-    body: bytes = b"",
-    *,
-    port: int,
-    clients: int,
-    seconds: float,
-) -> RouteResult:
-    """`clients` closed-loop clients, one connection each, for `seconds` seconds."""
-    latencies: list[float] = []
-    errors = 0
-    connections = [await Connection.open(port) for _ in range(clients)]
-    await connections[0].request(method, path, body)  # warm the path once
-    start = time.perf_counter()
-    stop_at = start + seconds
-
-    async def client(conn: Connection) -> None:
-        nonlocal errors
-        while time.perf_counter() < stop_at:
-            t0 = time.perf_counter()
-            status, _ = await conn.request(method, path, body)
-            latencies.append((time.perf_counter() - t0) * 1000)
-            errors += status >= 400
-
-    await asyncio.gather(*(client(c) for c in connections))
-    elapsed = time.perf_counter() - start
-    for conn in connections:
-        conn.close()
-    return RouteResult(route, len(latencies), errors, elapsed, latencies)
-
-
-async def run(port: int, clients: int, seconds: float) -> list[RouteResult]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-        plan = (await http.post("/v1/plans", json=PLAN_REQUEST)).raise_for_status().json()
-        job = (await http.post("/v1/jobs", json={"plan_id": plan["id"]})).raise_for_status()
-    job_id = job.json()["id"]
-    plan_body = json.dumps(PLAN_REQUEST).encode()
-    return [
-        await load(
-            "POST /v1/plans (stored)",
-            "POST",
-            "/v1/plans",
-            plan_body,
-            port=port,
-            clients=clients,
-            seconds=seconds,
-        ),
-        await load(
-            "GET /v1/jobs/{id}",
-            "GET",
-            f"/v1/jobs/{job_id}",
-            port=port,
-            clients=clients,
-            seconds=seconds,
-        ),
-    ]
-
-
-def report(results: list[RouteResult], clients: int) -> None:
-    print(f"{clients} concurrent clients, {os.cpu_count()} CPUs, SQLite")
-    print(f"{'route':<26} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+def print_table(results: list[WrkResult], p99_target_ms: float, bare: WrkResult | None) -> None:
+    head = f"{'route':<24} {'req/s':>8} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>9}"
+    print(f"{head}  target: {'ratio >= 0.6, ' if bare else ''}p99 < {p99_target_ms:g} ms")
     for r in results:
+        ratio = r.requests_per_s / bare.requests_per_s if bare and bare.requests_per_s else None
+        ok = r.p99_ms < p99_target_ms and r.errors == 0 and (ratio is None or ratio >= 0.6)
         print(
-            f"{r.route:<26} {r.requests:>9} {r.errors:>7} {r.requests_per_s:>8.0f} "
-            f"{r.percentile_ms(0.50):>8.1f} {r.percentile_ms(0.99):>8.1f}"
+            f"{r.route:<24} {r.requests_per_s:>8.0f} {'' if ratio is None else f'{ratio:.2f}':>7} "
+            f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {f'{r.non_2xx}/{r.socket_errors}':>9}  "
+            f"{'PASS' if ok else 'MISS'}"
         )
+    print("errors: non-2xx/3xx responses / socket errors (incl. timeouts: wrk's is 2 s)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
-    parser.add_argument("--seconds", type=float, default=10.0, help="load per route, seconds")
-    args = parser.parse_args()
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(port, f"sqlite:///{tmp}/bench.db")
+def claimers(args: argparse.Namespace, base: str, tmp: str, plan: str, job: str) -> None:
+    """Readers under wrk (64 connections) while 4 claimer processes work the queue."""
+    stop = Path(tmp) / "stop"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, base, WORKER_TOKEN, plan, f"bench-{i}", str(stop)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    start = time.monotonic()
+    try:
+        time.sleep(1.0)  # let the claimers import httpx and start claiming
+        results = [
+            run_wrk("GET /v1/plans/{id}", f"{base}/v1/plans/{plan}", args, 64, ""),
+            run_wrk("GET /v1/jobs/{id}", f"{base}/v1/jobs/{job}", args, 64, ""),
+        ]
+    finally:
+        stop.touch()
         try:
-            wait_healthy(base_url, proc)
-            results = asyncio.run(run(port, args.clients, args.seconds))
+            outputs = [p.communicate(timeout=60)[0].split() for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+    elapsed = time.monotonic() - start
+    claims = sum(int(o[0]) for o in outputs if len(o) == 2)
+    errors = sum(int(o[1]) for o in outputs if len(o) == 2)
+    errors += sum(p.returncode != 0 for p in procs)  # a crashed claimer counts as one error
+    print(f"wrk -t{args.threads} -c64 -d{args.seconds}s per route; 4 claimer processes")
+    print_table(results, 150.0, None)
+    print(
+        f"claims: {claims} in {elapsed:.1f} s ({claims / elapsed:.0f}/s), claimer errors: {errors}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=["routes", "claimers"], default="routes")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--postgres-url", default=os.environ.get("LTD_TEST_POSTGRES_URL", DEFAULT_PG)
+    )
+    parser.add_argument("--connections", type=int, default=32, help="wrk -c (routes scenario)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk -t")
+    parser.add_argument("--seconds", type=int, default=8, help="wrk -d per route, seconds")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench_api: `wrk` not found; install it: apt-get install wrk", file=sys.stderr)
+        return 2
+    print(
+        f"machine: {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"Python {platform.python_version()}, uvicorn {version('uvicorn')}, 1 worker; "
+        f"database: {args.database}"
+    )
+    with tempfile.TemporaryDirectory() as tmp, database(args, tmp) as url:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start_server(port, url)
+        try:
+            wait_healthy(base, proc)
+            with httpx.Client(base_url=base, timeout=60) as http:
+                plan = http.post("/v1/plans", json=PLAN_REQUEST).raise_for_status().json()["id"]
+                job = http.post("/v1/jobs", json={"plan_id": plan}).raise_for_status().json()["id"]
+            if args.scenario == "claimers":
+                claimers(args, base, tmp, plan, job)
+                return 0
+            lua = Path(tmp) / "post.lua"  # wrk's POST: method, JSON body, Content-Type
+            lua.write_text(
+                f'wrk.method = "POST"\nwrk.body = [==[{json.dumps(PLAN_REQUEST)}]==]\n'
+                'wrk.headers["Content-Type"] = "application/json"\n'
+            )
+            routes = [
+                ("GET /bench/bare", "/bench/bare", ""),
+                ("GET /v1/plans/{id}", f"/v1/plans/{plan}", ""),
+                ("POST /v1/plans (stored)", "/v1/plans", str(lua)),
+                ("GET /v1/jobs/{id}", f"/v1/jobs/{job}", ""),
+                ("GET /healthz", "/healthz", ""),
+            ]
+            conns = args.connections
+            results = [run_wrk(name, base + path, args, conns, s) for name, path, s in routes]
+            print(f"wrk -t{args.threads} -c{conns} -d{args.seconds}s per route")
+            print_table(results, 50.0, results[0])
         finally:
             proc.terminate()
             try:
@@ -217,8 +286,8 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    report(results, args.clients)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

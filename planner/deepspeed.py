@@ -7,7 +7,7 @@ run. Here every rule is checked up front, and each error names the key by its fu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,81 @@ ROOT = "deepspeed_config"
 LTD_PATH = ("data_efficiency", "data_routing", "random_ltd")
 LTD = ROOT + "." + ".".join(LTD_PATH)
 SCHEDULE = LTD + ".random_ltd_schedule"
+
+
+# The shape of a DeepSpeed config, as far as the planner reads it: the keys it reads are typed
+# (so the OpenAPI document states them, and a string where a count belongs is refused before
+# planning); every other key DeepSpeed has is allowed and ignored. `parse_deepspeed_config`
+# then checks the rules between keys, naming each key by its full path.
+Count = Annotated[int, Field(ge=1, le=10**10)]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow", allow_inf_nan=False)
+
+
+class DSScheduleConfig(_Open):
+    require_steps: Count | None = Field(None, description="Steps to reach max_value.")
+    seq_per_step: Count | None = Field(None, description="Lengths are multiples of this.")
+
+
+class DSRandomLTDSchedule(_Open):
+    min_value: Count | None = Field(None, description="Reserved length at step 0.")
+    max_value: Count | None = Field(None, description="Reserved length at the end.")
+    schedule_type: str | None = Field(None, max_length=100, description="fixed_linear.")
+    schedule_config: DSScheduleConfig | None = None
+
+
+class DSRandomLTD(_Open):
+    enabled: bool | None = None
+    total_layer_num: Count | None = Field(None, description="The model's layers.")
+    random_ltd_layer_num: int | None = Field(None, ge=0, le=10_000)
+    random_ltd_layer_id: list[int] | None = Field(
+        None, max_length=10_000, description="Dropping layers, 0-based."
+    )
+    random_ltd_schedule: DSRandomLTDSchedule | None = None
+
+
+class DSDataRouting(_Open):
+    random_ltd: DSRandomLTD | None = None
+
+
+class DSCurriculum(_Open):
+    """One curriculum schedule (a metric's, or the legacy top-level block)."""
+
+    enabled: bool | None = None
+    curriculum_type: str | None = Field(None, max_length=100, description="Legacy: seqlen.")
+    min_difficulty: int | None = None
+    max_difficulty: int | None = None
+    schedule_type: str | None = Field(None, max_length=100)
+    schedule_config: dict[str, Any] | None = None
+
+
+class DSCurriculumLearning(_Open):
+    enabled: bool | None = None
+    curriculum_metrics: dict[str, DSCurriculum] | None = Field(None, max_length=100)
+
+
+class DSDataSampling(_Open):
+    curriculum_learning: DSCurriculumLearning | None = None
+
+
+class DSDataEfficiency(_Open):
+    data_routing: DSDataRouting | None = None
+    data_sampling: DSDataSampling | None = None
+
+
+class DeepSpeedConfig(_Open):
+    """A whole DeepSpeed JSON config; the planner reads the batch size, random-LTD
+    (`data_efficiency.data_routing.random_ltd`) and curriculum learning."""
+
+    train_batch_size: Count | None = Field(None, description="Global batch size G.")
+    data_efficiency: DSDataEfficiency | None = None
+    curriculum_learning: DSCurriculum | None = Field(None, description="The legacy CL block.")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The config as `parse_deepspeed_config` reads it (unset keys left out)."""
+        return self.model_dump(exclude_unset=True)
 
 
 @dataclass(frozen=True)
@@ -63,8 +138,10 @@ def _block(cfg: dict[str, Any], keys: tuple[str, ...], path: str) -> dict[str, A
     return node
 
 
-def parse_deepspeed_config(cfg: dict[str, Any]) -> DeepSpeedRandomLTD:
+def parse_deepspeed_config(cfg: dict[str, Any] | DeepSpeedConfig) -> DeepSpeedRandomLTD:
     """The batch size and random-LTD schedule of a whole DeepSpeed JSON config."""
+    if isinstance(cfg, DeepSpeedConfig):
+        cfg = cfg.as_dict()
     if not isinstance(cfg, dict):
         raise PlanInputError(ROOT, "must be a JSON object")
     batch = _int(cfg, "train_batch_size", ROOT) if "train_batch_size" in cfg else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from functools import cache
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -43,6 +43,10 @@ class _LogGrids:
     __hash__ = None  # type: ignore[assignment]
 
 
+GridSize = Annotated[int, Field(ge=1, le=2**40)]
+Rate = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
+
+
 class DeviceProfile(BaseModel):
     """What one device (in one dtype, under one torch) achieves. Rates are in the planner's
     FLOP conventions: a multiply-add is 2 FLOPs, causal attention counts the full n x n."""
@@ -54,16 +58,20 @@ class DeviceProfile(BaseModel):
     torch_version: str | None = Field(None, max_length=64, description="None: built in.")
     source: str = Field(max_length=2000, description="Where the numbers come from.")
     peak_tflops: float | None = Field(None, gt=0, le=1e6, description="Dense peak; None: CPU.")
-    matmul_rows: list[int] = Field(min_length=2, max_length=64, description="M, ascending.")
-    matmul_widths: list[int] = Field(
+    matmul_rows: list[GridSize] = Field(min_length=2, max_length=64, description="M, ascending.")
+    matmul_widths: list[GridSize] = Field(
         min_length=2, max_length=64, description="W: the GEMM (M x W) @ (W x W), ascending."
     )
-    matmul_tflops: list[list[float]] = Field(
-        description="Achieved TFLOP/s, [row][width], forward and backward GEMMs alike."
+    matmul_tflops: list[list[Rate]] = Field(
+        min_length=2,
+        max_length=64,
+        description="Achieved TFLOP/s, [row][width], forward and backward GEMMs alike.",
     )
-    attention_lengths: list[int] = Field(min_length=2, max_length=64, description="Ascending.")
-    attention_tflops: list[float] = Field(
-        description="Achieved TFLOP/s of fused causal attention, forward + backward, by length."
+    attention_lengths: list[GridSize] = Field(min_length=2, max_length=64, description="Ascending.")
+    attention_tflops: list[Rate] = Field(
+        min_length=2,
+        max_length=64,
+        description="Achieved TFLOP/s of fused causal attention, forward + backward, by length.",
     )
     memory_gbps: float | None = Field(
         gt=0, le=1e6, description="Achieved memory bandwidth, GB/s (None: memory is free)."
@@ -99,9 +107,6 @@ class DeviceProfile(BaseModel):
     # The grids in log space, computed once: interpolation runs on every plan.
     _log: _LogGrids = PrivateAttr()
 
-    def model_post_init(self, context: object) -> None:
-        self._log = _LogGrids(self)
-
     @model_validator(mode="after")
     def _grids(self) -> DeviceProfile:
         for name in ("matmul_rows", "matmul_widths", "attention_lengths"):
@@ -115,8 +120,7 @@ class DeviceProfile(BaseModel):
             raise ValueError("matmul_tflops: must be len(matmul_rows) x len(matmul_widths)")
         if len(self.attention_tflops) != len(self.attention_lengths):
             raise ValueError("attention_tflops: must have one rate per attention length")
-        if min(min(r) for r in rows) <= 0 or min(self.attention_tflops) <= 0:
-            raise ValueError("matmul_tflops: rates must be positive")
+        self._log = _LogGrids(self)  # only once the grids are known to be sound
         return self
 
     @property

@@ -7,6 +7,7 @@ and exit 2, and the API can return it as a 422 with the field's location.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
@@ -20,10 +21,23 @@ class PlanInputError(ValueError):
         self.message = message
 
 
+# The tags of the planner's tagged unions (`planner.models.ModelSpec`,
+# `planner.hardware.ProfileRef`): pydantic puts the chosen form's tag in an error's location,
+# where it names no field, so locations leave them out.
+UNION_TAGS = frozenset(
+    {"preset name", "model shape", "config.json", "profile id", "device profile"}
+)
+
+
+def field_loc(loc: Sequence[str | int]) -> list[str | int]:
+    """An error's location without union tags: the path of the field in the JSON."""
+    return [part for part in loc if part not in UNION_TAGS]
+
+
 def input_error_from(exc: ValidationError, prefix: str = "") -> PlanInputError:
     """The first error of a pydantic ValidationError, as a PlanInputError with a dotted path."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
+    loc = ".".join(str(p) for p in field_loc(err["loc"]))
     field = ".".join(p for p in (prefix, loc) if p) or "request"
     named, message = split_named(str(err["msg"]))
     if named:

@@ -7,11 +7,24 @@ figures from each vendor's datasheet, never the "with sparsity" ones.
 from __future__ import annotations
 
 import difflib
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from planner.device import DeviceProfile
 from planner.gpus import GPU_PRESETS, gpu_preset_for_name
+
+
+def _profile_kind(value: Any) -> str:
+    return "profile id" if isinstance(value, str) else "device profile"
+
+
+# A stored profile's id or a whole profile: the value's type chooses, so a bad profile's errors
+# name its fields rather than also saying it is not a string.
+ProfileRef = Annotated[
+    Annotated[str, Tag("profile id")] | Annotated[DeviceProfile, Tag("device profile")],
+    Discriminator(_profile_kind),
+]
 
 __all__ = [
     "DEFAULT_MFU",
@@ -43,7 +56,7 @@ class HardwareConfig(BaseModel):
     micro_batch_size: int = Field(
         1, ge=1, le=1_000_000, description="Sequences per forward-backward (memory, step time)."
     )
-    device_profile: str | DeviceProfile | None = Field(
+    device_profile: ProfileRef | None = Field(
         None,
         description="The step-time model's device: a stored profile's id (the server resolves "
         "it), or a whole profile (`ltd profile -o FILE`); default: the GPU preset's built-in one.",

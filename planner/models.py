@@ -9,9 +9,19 @@ published counts for every preset (within 2%).
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
 
 from planner.errors import PlanInputError, input_error_from
 
@@ -269,6 +279,95 @@ def get_preset(name: str, field: str = "model") -> ModelShape:
     raise PlanInputError(field, f"unknown model preset {name!r}{hint}")
 
 
+HFInt = Annotated[int, Field(ge=1, le=10**9)]
+
+
+def _two_sides(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    return tuple(value) if isinstance(value, list) else value  # a tuple even in strict mode
+
+
+# ViT's image_size: one side (a square) or [height, width]; read as [height, width].
+ImageSize = Annotated[
+    tuple[HFInt, HFInt],
+    BeforeValidator(_two_sides, json_schema_input_type=HFInt | tuple[HFInt, HFInt]),
+]
+
+
+# Keys of an explicit ModelShape that no Hugging Face config uses: an object with any of them is
+# a shape, any other object a config.json (the schema says so: HFConfig excludes them).
+SHAPE_ONLY = frozenset(
+    {"num_layers", "num_heads", "num_kv_heads", "ffn_hidden_size", "seq_len", "arch",
+     "activation", "position", "tie_embeddings", "bias", "norm", "published_params"}
+)  # fmt: skip
+
+
+class HFConfig(BaseModel):
+    """A Hugging Face `config.json` (GPT-2, BERT/RoBERTa, Llama/Mistral/Qwen2 or ViT): the keys
+    the planner reads, typed; every other key of the file is allowed and ignored, except our
+    explicit shape's own names (SHAPE_ONLY), which make the object a ModelShape."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="allow",
+        allow_inf_nan=False,
+        json_schema_extra={"not": {"anyOf": [{"required": [k]} for k in sorted(SHAPE_ONLY)]}},
+    )
+
+    model_type: str | None = Field(None, max_length=100, description="gpt2, bert, llama, vit...")
+    name_or_path: str | None = Field(None, alias="_name_or_path", max_length=1000)
+    n_embd: HFInt | None = Field(None, description="GPT-2: hidden size.")
+    n_layer: HFInt | None = Field(None, description="GPT-2: layers.")
+    n_head: HFInt | None = Field(None, description="GPT-2: heads.")
+    n_inner: HFInt | None = Field(None, description="GPT-2: FFN size (null: 4 n_embd).")
+    n_positions: HFInt | None = Field(None, description="GPT-2: sequence length.")
+    n_ctx: HFInt | None = Field(None, description="GPT-2: sequence length (older configs).")
+    vocab_size: HFInt | None = None
+    hidden_size: HFInt | None = None
+    num_hidden_layers: HFInt | None = None
+    num_attention_heads: HFInt | None = None
+    num_key_value_heads: HFInt | None = Field(None, description="Llama: grouped-query heads.")
+    intermediate_size: HFInt | None = None
+    max_position_embeddings: HFInt | None = None
+    hidden_act: str | None = Field(None, max_length=100, description="silu: a Llama-like MLP.")
+    tie_word_embeddings: bool | None = None
+    image_size: ImageSize | None = Field(
+        None, description="ViT: one side, or [height, width], in pixels."
+    )
+    patch_size: HFInt | None = Field(None, description="ViT: patch side in pixels.")
+    num_channels: HFInt | None = Field(None, description="ViT: image channels.")
+    num_labels: HFInt | None = Field(None, description="ViT: classes (without id2label).")
+    id2label: dict[str, str] | None = Field(None, description="ViT: the classes.")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The config as `from_hf_config` reads it (original key names, nulls left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def _model_kind(value: Any) -> str:
+    """Which of ModelSpec's forms a value is: a name, our shape, or a Hugging Face config."""
+    if isinstance(value, str):
+        return "preset name"
+    if isinstance(value, ModelShape):
+        return "model shape"
+    if isinstance(value, HFConfig):
+        return "config.json"
+    if isinstance(value, dict) and not SHAPE_ONLY.isdisjoint(value):
+        return "model shape"
+    return "config.json"
+
+
+# A request's model: a preset's name, an explicit shape (our field names), or a Hugging Face
+# config.json object. The value's keys choose the form, so errors name that form's fields.
+ModelSpec = Annotated[
+    Annotated[str, Tag("preset name")]
+    | Annotated[ModelShape, Tag("model shape")]
+    | Annotated[HFConfig, Tag("config.json")],
+    Discriminator(_model_kind),
+]
+
+
 def _hf_get(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
     """An integer field of a Hugging Face config (the first of `keys` present), checked: the
     config is the user's JSON, and arithmetic on a list or a string must not reach the plan."""
@@ -356,7 +455,9 @@ def from_hf_config(cfg: dict[str, Any]) -> ModelShape:
     )
 
 
-def resolve_model(spec: str | dict[str, Any] | ModelShape, field: str = "model") -> ModelShape:
+def resolve_model(
+    spec: str | dict[str, Any] | ModelShape | HFConfig, field: str = "model"
+) -> ModelShape:
     """A preset name, an explicit shape (our field names) or a Hugging Face config object."""
     try:
         return _resolve_model(spec, field)
@@ -364,9 +465,11 @@ def resolve_model(spec: str | dict[str, Any] | ModelShape, field: str = "model")
         raise input_error_from(exc, prefix=field) from None
 
 
-def _resolve_model(spec: str | dict[str, Any] | ModelShape, field: str) -> ModelShape:
+def _resolve_model(spec: str | dict[str, Any] | ModelShape | HFConfig, field: str) -> ModelShape:
     if isinstance(spec, ModelShape):
         return spec
+    if isinstance(spec, HFConfig):
+        return from_hf_config(spec.as_dict())
     if isinstance(spec, str):
         return get_preset(spec, field)
     if isinstance(spec, dict):

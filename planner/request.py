@@ -12,9 +12,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from planner.curriculum import CurriculumConfig
+from planner.deepspeed import DeepSpeedConfig
 from planner.errors import input_error_from
 from planner.hardware import HardwareConfig
 from planner.lr import LRConfig
+from planner.models import ModelSpec
 from planner.schedule import MAX_REQUIRE_STEPS, ScheduleType
 
 MAX_TRAIN_TOKENS = 10**15  # 1,000T tokens: ~30x the largest runs published; more is a typo
@@ -45,19 +47,55 @@ class RandomLTDRequest(BaseModel):
     layer_ids: tuple[int, ...] | None = Field(None, description="Dropping layers, 0-based.")
 
 
+def _given(*fields: str, value: dict[str, Any] | None = None) -> dict[str, Any]:
+    """JSON Schema: every one of `fields` is present and not null (or equals `value`)."""
+    shape = value or {"not": {"type": "null"}}
+    return {"required": list(fields), "properties": {f: shape for f in fields}}
+
+
+def _budget_rules(schema: dict[str, Any]) -> None:
+    """`_one_budget_each`, in the OpenAPI schema too: exactly one of train_tokens and
+    train_steps, at most one of the three ways to size the random-LTD run."""
+    equal = {"const": True}
+    schema["allOf"] = [
+        {"oneOf": [_given("train_tokens"), _given("train_steps")]},
+        {
+            "not": {
+                "anyOf": [
+                    _given("ltd_train_tokens", "ltd_train_steps"),
+                    {
+                        "allOf": [
+                            _given("ltd_train_tokens"),
+                            _given("ltd_equal_compute", value=equal),
+                        ]
+                    },
+                    {
+                        "allOf": [
+                            _given("ltd_train_steps"),
+                            _given("ltd_equal_compute", value=equal),
+                        ]
+                    },
+                ]
+            }
+        },
+    ]
+
+
 class PlanRequest(BaseModel):
     """What to plan. Exactly one of train_tokens / train_steps sets the baseline; at most one of
     ltd_train_tokens / ltd_train_steps / ltd_equal_compute sets the random-LTD run (default: the
     baseline's number of steps)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, json_schema_extra=_budget_rules
+    )
 
-    model: str | dict[str, Any] = Field(
+    model: ModelSpec = Field(
         ...,
         description="Preset name, explicit shape, or a Hugging Face config.json object.",
         examples=["gpt3-1.3b"],
     )
-    deepspeed_config: dict[str, Any] | None = Field(
+    deepspeed_config: DeepSpeedConfig | None = Field(
         None, description="A whole DeepSpeed config: train_batch_size and the random_ltd block."
     )
     train_batch_size: int | None = Field(

@@ -104,7 +104,8 @@ def _layer_ids(cfg: RandomLTDConfig, model: ModelShape, field: str) -> tuple[int
 def resolve(req: PlanRequest) -> Resolved:
     """Settle every default of a request; raises PlanInputError naming the field."""
     model = resolve_model(req.model)
-    ds = parse_deepspeed_config(req.deepspeed_config) if req.deepspeed_config else None
+    ds_config = req.deepspeed_config.as_dict() if req.deepspeed_config else None
+    ds = parse_deepspeed_config(ds_config) if ds_config else None
     if ds and ds.total_layer_num is not None and ds.total_layer_num != model.num_layers:
         raise PlanInputError(
             "deepspeed_config.data_efficiency.data_routing.random_ltd.total_layer_num",

@@ -201,6 +201,9 @@ def run_job(
         beat.join()
     if outcome == JobState.SUCCEEDED and state.cancelled.is_set():
         outcome = JobState.CANCELLED  # cancelled after the last progress report: report nothing
+    if outcome in (JobState.SUCCEEDED, JobState.FAILED) and state.lease_lost.is_set():
+        outcome, result, error = "lease lost", None, None  # lost after the last report: the
+        # API would refuse this lease's report, and another worker may hold the job now
     # Final reports are retried until the lease would have expired, or SIGTERM.
     deadline = time.monotonic() + max(lease_seconds_left(claim), interval_s)
     if result is not None and outcome == JobState.SUCCEEDED:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api import service
-from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key, strict_json
 from api.schemas import CheckCreate
 from planner import CheckResult, Plan, check_plan
 
@@ -21,6 +21,7 @@ router = APIRouter(
     "",
     response_model=CheckResult,
     responses={404: {"description": "compare_plan_id names no stored plan"}},
+    dependencies=[strict_json(CheckCreate)],
 )
 def create_check(body: CheckCreate, db: DbDep, clock: ClockDep) -> CheckResult:
     """Plan `request` (stored like `POST /v1/plans`) and hold it to `limits`:

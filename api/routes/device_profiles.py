@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from api import crud, service
-from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key, strict_json
 from api.errors import NotFoundError
 from api.schemas import MAX_OFFSET, DeviceProfilePublic, DeviceProfilesPublic
 from planner.device import DeviceProfile
@@ -29,6 +29,7 @@ router = APIRouter(
     status_code=201,
     response_model=DeviceProfilePublic,
     responses={422: {"description": "A field of the profile is invalid (named in loc)"}},
+    dependencies=[strict_json(DeviceProfile)],
 )
 def create_device_profile(
     profile: DeviceProfile, db: DbDep, clock: ClockDep, response: Response

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from api import crud, queue, service
-from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, SettingsDep, require_api_key
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, SettingsDep, require_api_key, strict_json
 from api.errors import NotFoundError
 from api.models import JobState
 from api.schemas import MAX_OFFSET, JobCreate, JobPublic, JobsPublic
@@ -25,6 +25,7 @@ router = APIRouter(
     status_code=202,
     response_model=JobPublic,
     responses={404: {"description": "plan_id names no stored plan"}},
+    dependencies=[strict_json(JobCreate)],
 )
 def create_job(
     body: JobCreate, db: DbDep, clock: ClockDep, settings: SettingsDep, response: Response

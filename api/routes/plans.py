@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.responses import HTMLResponse
 
 from api import crud, service
-from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key, strict_json
 from api.schemas import MAX_OFFSET, PLAN_REQUEST_EXAMPLE, PlansPublic
 from planner import Plan, PlanRequest
 from present.report import render_report
@@ -58,6 +58,7 @@ def _json(text: str, status_code: int = 200, headers: dict[str, str] | None = No
     status_code=201,
     response_model=Plan,
     responses={422: {"description": "A field of the request is invalid (named in loc)"}},
+    dependencies=[strict_json(PlanRequest)],
 )
 def create_plan(
     request: Annotated[PlanRequest, Body(openapi_examples=PLAN_EXAMPLES)],

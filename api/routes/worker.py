@@ -18,7 +18,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 
 from api import crud, queue, service
-from api.deps import WORKER_RESPONSES, ClockDep, DbDep, SettingsDep, require_worker_token
+from api.deps import (
+    WORKER_RESPONSES,
+    ClockDep,
+    DbDep,
+    SettingsDep,
+    require_worker_token,
+    strict_json,
+)
 from api.schemas import (
     ClaimPublic,
     ClaimRequest,
@@ -55,7 +62,10 @@ def _expire(db: DbDep, clock: ClockDep) -> None:
 
 
 @router.post(
-    "/claim", response_model=ClaimPublic, responses={204: {"description": "No job is queued"}}
+    "/claim",
+    response_model=ClaimPublic,
+    responses={204: {"description": "No job is queued"}},
+    dependencies=[strict_json(ClaimRequest)],
 )
 def claim(
     body: ClaimRequest,
@@ -80,7 +90,12 @@ def claim(
         )
 
 
-@router.post("/jobs/{job_id}/heartbeat", response_model=HeartbeatPublic, responses=STALE)
+@router.post(
+    "/jobs/{job_id}/heartbeat",
+    response_model=HeartbeatPublic,
+    responses=STALE,
+    dependencies=[strict_json(HeartbeatRequest)],
+)
 def heartbeat(
     job_id: str, body: HeartbeatRequest, db: DbDep, clock: ClockDep, settings: SettingsDep
 ) -> HeartbeatPublic:
@@ -101,7 +116,12 @@ def heartbeat(
         )
 
 
-@router.post("/jobs/{job_id}/complete", response_model=JobPublic, responses=STALE)
+@router.post(
+    "/jobs/{job_id}/complete",
+    response_model=JobPublic,
+    responses=STALE,
+    dependencies=[strict_json(CompleteRequest)],
+)
 def complete(job_id: str, body: CompleteRequest, db: DbDep, clock: ClockDep) -> JobPublic:
     """Store the job's result (succeeded); the plan gains its calibrated projection."""
     _expire(db, clock)
@@ -110,7 +130,12 @@ def complete(job_id: str, body: CompleteRequest, db: DbDep, clock: ClockDep) -> 
     )
 
 
-@router.post("/jobs/{job_id}/fail", response_model=JobPublic, responses=STALE)
+@router.post(
+    "/jobs/{job_id}/fail",
+    response_model=JobPublic,
+    responses=STALE,
+    dependencies=[strict_json(FailRequest)],
+)
 def fail(job_id: str, body: FailRequest, db: DbDep, clock: ClockDep) -> JobPublic:
     """Report an error: requeued when `retryable` and attempts remain, else failed."""
     _expire(db, clock)
@@ -127,7 +152,12 @@ def fail(job_id: str, body: FailRequest, db: DbDep, clock: ClockDep) -> JobPubli
         )
 
 
-@router.post("/jobs/{job_id}/release", response_model=JobPublic, responses=STALE)
+@router.post(
+    "/jobs/{job_id}/release",
+    response_model=JobPublic,
+    responses=STALE,
+    dependencies=[strict_json(ReleaseRequest)],
+)
 def release(job_id: str, body: ReleaseRequest, db: DbDep, clock: ClockDep) -> JobPublic:
     """Give the job back (e.g. on SIGTERM): queued again, this attempt not counted."""
     _expire(db, clock)

@@ -9,6 +9,7 @@ answer, it skips locally and FAILS under CI (env CI set), so CI never silently s
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import uuid
 import warnings
@@ -193,3 +194,12 @@ def queued_job(client: TestClient, stored_plan: str) -> str:
     response = client.post("/v1/jobs", json={"plan_id": stored_plan})
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many generated cases the OpenAPI fuzz test ran, per database."""
+    for name, module in list(sys.modules.items()):
+        cases = getattr(module, "FUZZ_CASES", None) if name.endswith("test_openapi_fuzz") else None
+        if cases:
+            ran = ", ".join(f"{n} on {db}" for db, n in cases.items())
+            terminalreporter.write_line(f"OpenAPI fuzz: {sum(cases.values())} cases ({ran})")

@@ -90,7 +90,7 @@ def test_serve_with_a_local_worker(tmp_path: Path):
         assert claim.status_code == 204
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 128 + signal.SIGTERM, stderr
+        assert proc.returncode == 0, stderr  # a requested, clean shutdown
         assert token.encode() not in stderr
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)

@@ -93,3 +93,53 @@ def test_method_not_allowed_names_every_method_of_the_path(client) -> None:
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"  # Starlette alone said "POST"
     assert client.request("DELETE", "/v1/jobs/j_x").headers["allow"] == "GET"
+
+
+DS = ["deepspeed_config"]
+
+
+@pytest.mark.parametrize(
+    "overrides, loc",
+    [
+        ({"train_steps": True}, ["body", "train_steps"]),  # JSON true is not the integer 1
+        ({"train_steps": "100"}, ["body", "train_steps"]),  # nor "100" the number 100
+        ({"hardware": {"num_gpus": 8.5}}, ["body", "hardware", "num_gpus"]),
+        ({"model": {"model_type": "gpt2", "n_embd": "768"}}, ["body", "model", "n_embd"]),
+        ({"model": {"num_layers": 0}}, ["body", "model", "num_layers"]),
+        ({"deepspeed_config": {"train_batch_size": "8"}}, ["body", *DS, "train_batch_size"]),
+        (
+            {"deepspeed_config": {"data_efficiency": {"data_routing": {"random_ltd": {
+                "random_ltd_schedule": {"min_value": 0}}}}}},
+            ["body", *DS, "data_efficiency", "data_routing", "random_ltd", "random_ltd_schedule",
+             "min_value"],
+        ),
+    ],
+)  # fmt: skip
+def test_bodies_are_read_as_the_schema_says(client, plan_request, overrides, loc) -> None:
+    response = client.post("/v1/plans", json=plan_request(**overrides))
+    assert response.status_code == 422, response.text
+    assert loc in [error["loc"] for error in response.json()["detail"]]
+
+
+def test_an_integral_float_is_an_integer_as_in_json_schema(client, plan_request) -> None:
+    assert client.post("/v1/plans", json=plan_request(train_steps=100.0)).status_code == 201
+
+
+def test_the_budget_rule_is_in_the_schema_and_enforced(client, plan_request) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["PlanRequest"]
+    one_of = schema["allOf"][0]["oneOf"]
+    assert [branch["required"] for branch in one_of] == [["train_tokens"], ["train_steps"]]
+    both = client.post("/v1/plans", json=plan_request(train_tokens=10**9))
+    assert both.status_code == 422 and both.json()["detail"][0]["loc"] == ["body", "train_tokens"]
+
+
+def test_a_device_profile_with_zero_sized_grids_is_a_422(client) -> None:
+    profile = {
+        "device_name": "x", "dtype": "float16", "source": "t", "memory_gbps": 1000,
+        "launch_overhead_us": 5, "async_launch": True,
+        "matmul_rows": [0, 0], "matmul_widths": [1, 2], "matmul_tflops": [[1, 1], [1, 1]],
+        "attention_lengths": [1, 2], "attention_tflops": [1, 1],
+    }  # fmt: skip
+    response = client.post("/v1/device-profiles", json=profile)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "matmul_rows", 0]
