@@ -75,6 +75,7 @@ class Database:
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
+        self.generation = 0  # moves on with every write this process commits (api.cache)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -86,8 +87,11 @@ class Database:
     def write(self) -> Iterator[Session]:
         """A write transaction, committed on exit, rolled back on an exception
         (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock from the start)."""
-        with self._write() as session, session.begin():
-            yield session
+        try:
+            with self._write() as session, session.begin():
+                yield session
+        finally:
+            self.generation += 1
 
     def dispose(self) -> None:
         self.engine.dispose()

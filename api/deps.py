@@ -17,9 +17,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from api.cache import ReadCache
 from api.db import Database
 from api.service import Clock
 from api.settings import Settings
@@ -42,22 +42,13 @@ async def get_clock(request: Request) -> Clock:
     return request.app.state.clock  # type: ignore[no-any-return]
 
 
+async def get_cache(request: Request) -> ReadCache:
+    return request.app.state.cache  # type: ignore[no-any-return]
+
+
 DbDep = Annotated[Database, Depends(get_db)]
+CacheDep = Annotated[ReadCache, Depends(get_cache)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
-
-_api_bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="ApiKeyBearer",
-    description="One of LTD_API_KEYS (only when the service sets them).",
-)
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKeyHeader")
-_worker_bearer = HTTPBearer(
-    auto_error=False, scheme_name="WorkerToken", description="LTD_WORKER_TOKEN."
-)
-
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_api_bearer)]
-ApiKeyHeaderDep = Annotated[str | None, Depends(_api_key_header)]
-WorkerBearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_worker_bearer)]
 
 
 def _matches(given: str, secrets: tuple[SecretStr, ...]) -> bool:
@@ -68,33 +59,70 @@ def _matches(given: str, secrets: tuple[SecretStr, ...]) -> bool:
     return found
 
 
+def _bearer(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def require_api_key(
-    settings: SettingsDep, bearer: BearerDep, header: ApiKeyHeaderDep
-) -> None:
+# The access checks read the headers themselves (one dependency each: FastAPI's cost per
+# dependency is a large part of a cached read), and `document_security` states them in the
+# OpenAPI document as FastAPI's security classes would.
+async def require_api_key(request: Request) -> None:
     """Pass when no API keys are configured, or the request carries one of them."""
+    settings: Settings = request.app.state.settings
     if not settings.api_keys:
         return
-    given = header if header is not None else (bearer.credentials if bearer else None)
+    given = request.headers.get("x-api-key") or _bearer(request)
     if given is None or not _matches(given, settings.api_keys):
         raise _unauthorized(
             "missing or invalid API key (Authorization: Bearer <key> or X-API-Key: <key>)"
         )
 
 
-async def require_worker_token(settings: SettingsDep, bearer: WorkerBearerDep) -> None:
+async def require_worker_token(request: Request) -> None:
     """Pass only with the worker token; without one configured, worker endpoints are off."""
+    settings: Settings = request.app.state.settings
     if settings.worker_token is None:
         raise HTTPException(
             503,
             "worker endpoints are disabled: set LTD_WORKER_TOKEN on the "
             "service (ltd serve --with-worker generates one)",
         )
-    if bearer is None or not _matches(bearer.credentials, (settings.worker_token,)):
+    given = _bearer(request)
+    if given is None or not _matches(given, (settings.worker_token,)):
         raise _unauthorized("missing or invalid worker token (Authorization: Bearer <token>)")
+
+
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "ApiKeyBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of LTD_API_KEYS (only when the service sets them).",
+    },
+    "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "WorkerToken": {"type": "http", "scheme": "bearer", "description": "LTD_WORKER_TOKEN."},
+}
+
+
+def document_security(schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the access checks stated: worker endpoints need the worker
+    token, every other /v1 endpoint one of the API keys."""
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, operations in schema["paths"].items():
+        security: list[dict[str, list[str]]]
+        if path.startswith("/v1/worker/"):
+            security = [{"WorkerToken": []}]
+        elif path.startswith("/v1/"):
+            security = [{"ApiKeyBearer": []}, {"ApiKeyHeader": []}]
+        else:
+            continue
+        for operation in operations.values():
+            operation["security"] = security
+    return schema
 
 
 def _integral(text: str) -> float | int:
@@ -109,10 +137,16 @@ def strict_json(model: type[BaseModel]) -> Any:
     Refusals are 422s located under `body`; a body that is not JSON is left to FastAPI."""
 
     async def check(request: Request) -> None:
+        body = await request.body()
         try:
-            data = json.loads(await request.body(), parse_float=_integral)
-        except ValueError:
+            model.model_validate_json(body, strict=True)
             return
+        except ValidationError:
+            pass
+        try:  # again, with integral floats read as integers
+            data = json.loads(body, parse_float=_integral)
+        except ValueError:
+            return  # not JSON: FastAPI answers it
         try:
             model.model_validate_json(json.dumps(data), strict=True)
         except ValidationError as exc:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from api import crud
 from api.errors import ConflictError, NotFoundError
 from api.models import JobRow, JobState
+from planner.jobs import JobPublic
 
 RUNNING = JobState.RUNNING.value
 QUEUED = JobState.QUEUED.value
@@ -49,7 +50,7 @@ def _finish(job: JobRow, state: JobState, *, now: datetime, error: str | None = 
     job.updated_at = now
 
 
-def lease_lapse(job: JobRow, *, now: datetime) -> dict[str, Any] | None:
+def lease_lapse(job: JobRow | JobPublic, *, now: datetime) -> dict[str, Any] | None:
     """What a running job whose lease ran out by `now` becomes: requeued (its progress and
     worker cleared), or failed when its attempts are spent; None for any other job. Claims and
     writes apply it (`expire_leases`); reads show it without writing (`api.service.job_public`),

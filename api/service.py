@@ -135,12 +135,24 @@ def job_public(job: JobRow, *, now: datetime | None = None) -> JobPublic:
         finished_at=job.finished_at,
         updated_at=job.updated_at,
     )
-    lapse = queue.lease_lapse(job, now=now) if now is not None else None
+    return public if now is None else job_at(public, now=now)
+
+
+def job_at(public: JobPublic, *, now: datetime) -> JobPublic:
+    """`public` as of `now`: a lease that ran out shows as its outcome (`queue.lease_lapse`)."""
+    lapse = queue.lease_lapse(public, now=now)
     if lapse is None:
         return public
     lapse.pop("lease_id", None)
     lapse["state"] = JobState(lapse["state"])
     return public.model_copy(update=lapse)
+
+
+def find_job(db: Database, job_id: str) -> JobPublic | None:
+    """A stored job as stored (no lease view), or None."""
+    with db.read() as session:
+        job = crud.get_job(session, job_id=job_id)
+        return job_public(job) if job is not None else None
 
 
 def calibrated_plan_json(plan_json: str, result: ValidationResult, job_id: str) -> str | None:

@@ -6,6 +6,7 @@ LTD_WORKER_TOKEN     bearer token the worker endpoints require; unset: they answ
 LTD_API_KEYS         comma-separated keys; set: every other /v1 endpoint needs one
 LTD_LEASE_SECONDS    how long a claim (or a heartbeat) holds a job, in seconds
 LTD_MAX_ATTEMPTS     claims a job may use before it fails for good
+LTD_READ_CACHE_SECONDS  how stale another replica's writes may look in a cached read (1 s)
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ class Settings(BaseSettings):
     migrate_on_start: bool = Field(True, description="Run Alembic migrations at start-up.")
     max_body_bytes: int = Field(
         1_048_576, ge=1024, le=2**30, description="Largest request body accepted (413 above)."
+    )
+    read_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long a replica may serve a plan or job it read from memory, seconds "
+        "(its own writes drop it at once; 0: off). See api/cache.py.",
     )
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long SQLite waits for the write lock, milliseconds."

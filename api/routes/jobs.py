@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api import crud, queue, service
-from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, SettingsDep, require_api_key, strict_json
+from api.db import Database
+from api.deps import (
+    API_KEY_RESPONSES,
+    ClockDep,
+    DbDep,
+    SettingsDep,
+    require_api_key,
+    strict_json,
+)
 from api.errors import NotFoundError
 from api.models import JobState
 from api.schemas import MAX_OFFSET, JobCreate, JobPublic, JobsPublic
+
+JSON = "application/json"
 
 router = APIRouter(
     prefix="/v1/jobs",
@@ -72,15 +83,21 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses={404: {"description": "Unknown id"}})
-def get_job(job_id: str, db: DbDep, clock: ClockDep) -> JobPublic:
+async def get_job(job_id: str, http: Request) -> Response:
     """A job: state, attempts, progress (0..1), result, error and timestamps. A job whose lease
     ran out shows as queued again (or failed, its attempts spent)."""
-    now = clock()
-    with db.read() as session:
-        job = crud.get_job(session, job_id=job_id)
-        if job is None:
-            raise NotFoundError("job", job_id)
-        return service.job_public(job, now=now)
+    state = http.app.state  # not dependencies: see routes/plans.py
+    cached = await state.cache.read(("job", job_id), partial(_find_job, state.db, job_id))
+    if cached is None:
+        raise NotFoundError("job", job_id)
+    stored, text = cached
+    shown = service.job_at(stored, now=state.clock())
+    return Response(text if shown is stored else shown.model_dump_json(), media_type=JSON)
+
+
+def _find_job(db: Database, job_id: str) -> tuple[JobPublic, str] | None:
+    job = service.find_job(db, job_id)
+    return (job, job.model_dump_json()) if job is not None else None
 
 
 @router.post(

@@ -4,20 +4,30 @@
 whether the plan was computed now or already stored: the id is a hash of the normalised request,
 so the same request (in any spelling that normalises alike) is served from storage, unrecomputed.
 
-Every route that touches the database is a plain `def`, run in the thread pool: nothing
-blocks the event loop, so one slow database round trip delays only its own request.
+Nothing blocks the event loop: a stored plan is served from the read cache (`api.cache`), and
+every database call runs in the thread pool, so one slow round trip delays only its request.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from api import crud, service
-from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key, strict_json
+from api.cache import ReadCache
+from api.db import Database
+from api.deps import (
+    API_KEY_RESPONSES,
+    DbDep,
+    require_api_key,
+    strict_json,
+)
+from api.errors import NotFoundError
 from api.schemas import MAX_OFFSET, PLAN_REQUEST_EXAMPLE, PlansPublic
 from planner import Plan, PlanRequest
 from present.report import render_report
@@ -60,13 +70,27 @@ def _json(text: str, status_code: int = 200, headers: dict[str, str] | None = No
     responses={422: {"description": "A field of the request is invalid (named in loc)"}},
     dependencies=[strict_json(PlanRequest)],
 )
-def create_plan(
+async def create_plan(
     request: Annotated[PlanRequest, Body(openapi_examples=PLAN_EXAMPLES)],
-    db: DbDep,
-    clock: ClockDep,
+    http: Request,
 ) -> Response:
     """Plan a request, or return the stored plan of the same normalised request (201 both)."""
-    plan_id, document = service.get_or_create_plan(db, request, loc=["body"], now=clock())
+    # The app's parts from `http.app.state`, not as dependencies: FastAPI's cost per dependency
+    # is a large part of a cached read (docs/benchmarks.md).
+    db: Database = http.app.state.db
+    cache: ReadCache = http.app.state.cache
+    stored: str | None = None
+    if not isinstance(request.hardware.device_profile, str):  # else: read the profile first
+        body = await http.body()  # the same bytes plan to the same id: hash them only once
+        plan_id = cache.get(("plan id", body)) or service.plan_id_of(request, loc=["body"])
+        cache.fill(("plan id", body), lambda: plan_id)
+        stored = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
+    if stored is not None:
+        document = stored
+    else:
+        plan_id, document = await run_in_threadpool(
+            service.get_or_create_plan, db, request, loc=["body"], now=http.app.state.clock()
+        )
     return _json(document, 201, {"Location": f"/v1/plans/{plan_id}"})
 
 
@@ -97,6 +121,11 @@ def plan_report(plan_id: str, db: DbDep) -> HTMLResponse:
 
 
 @router.get("/{plan_id}", response_model=Plan, responses={404: {"description": "Unknown id"}})
-def get_plan(plan_id: str, db: DbDep) -> Response:
+async def get_plan(plan_id: str, http: Request) -> Response:
     """A stored plan; `calibrated` is set once a validation job of it has succeeded."""
-    return _json(service.stored_plan(db, plan_id))
+    db: Database = http.app.state.db
+    cache: ReadCache = http.app.state.cache
+    document = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
+    if document is None:
+        raise NotFoundError("plan", plan_id)
+    return _json(document)
