@@ -6,12 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from planner import CheckLimits, Plan, PlanRequest
 from planner.device import DeviceProfile
 from planner.jobs import JobPublic
 from planner.validation import ValidationResult, ValidationSettings
+
+# A stored id in a path (`p_...`, `j_...`, `dp_...`): as long as the database's key columns.
+Id = Annotated[str, Path(min_length=1, max_length=64, description="A stored id.")]
 
 MAX_OFFSET = 10**9  # list pages: beyond any table this service holds, inside every integer type
 
@@ -46,7 +50,7 @@ class CheckCreate(BaseModel):
     request: PlanRequest
     limits: CheckLimits = Field(default_factory=CheckLimits)
     compare_plan_id: str | None = Field(
-        None, description="A stored plan to compare with (limit `max_growth`)."
+        None, max_length=64, description="A stored plan to compare with (limit `max_growth`)."
     )
 
 
@@ -66,7 +70,7 @@ class JobCreate(BaseModel):
         },
     )
 
-    plan_id: str | None = None
+    plan_id: str | None = Field(None, max_length=64)
     plan_request: PlanRequest | None = None
     settings: ValidationSettings = Field(default_factory=ValidationSettings)
 

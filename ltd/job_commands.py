@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from client.base import ApiError
 from ltd.flags import add_flags, model_flags, number, read_plan_file, set_flag_values, validated
 from ltd.plan_commands import PLAN_FLAGS, add_plan_flags, emit, request_from_args
 from planner.document import Plan, plan_from_runs, request_from_plan
@@ -68,13 +69,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("LTD_WORKER_TOKEN")
     if not token:
         raise PlanInputError("--token", "required (or set LTD_WORKER_TOKEN)")
-    run_worker(
-        args.api,
-        token,
-        worker_id=args.worker_id,
-        once=args.once,
-        poll_interval_s=args.poll_interval,
-    )
+    try:
+        run_worker(
+            args.api,
+            token,
+            worker_id=args.worker_id,
+            once=args.once,
+            poll_interval_s=args.poll_interval,
+        )
+    except ApiError as exc:  # the API refused the worker itself, or never answered
+        if exc.status == 401:
+            raise PlanInputError(
+                "--token", f"refused: is it the service's LTD_WORKER_TOKEN? ({exc})"
+            ) from None
+        raise PlanInputError("--api", str(exc)) from None
     return 0
 
 

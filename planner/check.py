@@ -16,9 +16,13 @@ class CheckLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    max_gpu_hours: float | None = Field(None, ge=0, description="GPU-hours of the run.")
-    max_cost_usd: float | None = Field(None, ge=0, description="Dollars (needs a GPU price).")
-    max_wall_clock_hours: float | None = Field(None, ge=0, description="Hours, end to end.")
+    max_gpu_hours: float | None = Field(None, ge=0, le=1e15, description="GPU-hours of the run.")
+    max_cost_usd: float | None = Field(
+        None, ge=0, le=1e15, description="Dollars (needs a GPU price)."
+    )
+    max_wall_clock_hours: float | None = Field(
+        None, ge=0, le=1e15, description="Hours, end to end."
+    )
     min_flops_saving: float | None = Field(None, ge=0, le=1, description="Fraction of FLOPs.")
     min_layer_token_saving: float | None = Field(
         None, ge=0, le=1, description="Fraction of LayerTokens."

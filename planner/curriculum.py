@@ -18,7 +18,7 @@ As with random-LTD, lengths are found per segment of constant value, never by st
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -42,10 +42,10 @@ class CurriculumScheduleConfig(BaseModel):
         None, ge=1, le=10**7, description="Lengths are multiples of this (s)."
     )
     root_degree: int | None = Field(None, ge=1, le=100, description="fixed_root's degree (d).")
-    difficulty: list[int] | None = Field(
+    difficulty: list[Annotated[int, Field(ge=1, le=10_000_000)]] | None = Field(
         None, max_length=10_000, description="fixed_discrete: n + 1 lengths."
     )
-    max_step: list[int] | None = Field(
+    max_step: list[Annotated[int, Field(ge=0, le=MAX_CURRICULUM_STEPS)]] | None = Field(
         None, max_length=10_000, description="fixed_discrete: n steps, ascending."
     )
 

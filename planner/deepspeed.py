@@ -55,7 +55,7 @@ class DSRandomLTD(_Open):
     enabled: bool | None = None
     total_layer_num: Count | None = Field(None, description="The model's layers.")
     random_ltd_layer_num: int | None = Field(None, ge=0, le=10_000)
-    random_ltd_layer_id: list[int] | None = Field(
+    random_ltd_layer_id: list[Annotated[int, Field(ge=-(10**6), le=10**6)]] | None = Field(
         None, max_length=10_000, description="Dropping layers, 0-based."
     )
     random_ltd_schedule: DSRandomLTDSchedule | None = None
@@ -70,8 +70,8 @@ class DSCurriculum(_Open):
 
     enabled: bool | None = None
     curriculum_type: str | None = Field(None, max_length=100, description="Legacy: seqlen.")
-    min_difficulty: int | None = None
-    max_difficulty: int | None = None
+    min_difficulty: int | None = Field(None, ge=-(10**9), le=10**9)
+    max_difficulty: int | None = Field(None, ge=-(10**9), le=10**9)
     schedule_type: str | None = Field(None, max_length=100)
     schedule_config: dict[str, Any] | None = None
 

@@ -62,7 +62,7 @@ class DeviceProfile(BaseModel):
     matmul_widths: list[GridSize] = Field(
         min_length=2, max_length=64, description="W: the GEMM (M x W) @ (W x W), ascending."
     )
-    matmul_tflops: list[list[Rate]] = Field(
+    matmul_tflops: list[Annotated[list[Rate], Field(max_length=64)]] = Field(
         min_length=2,
         max_length=64,
         description="Achieved TFLOP/s, [row][width], forward and backward GEMMs alike.",

@@ -22,7 +22,8 @@ def _profile_kind(value: Any) -> str:
 # A stored profile's id or a whole profile: the value's type chooses, so a bad profile's errors
 # name its fields rather than also saying it is not a string.
 ProfileRef = Annotated[
-    Annotated[str, Tag("profile id")] | Annotated[DeviceProfile, Tag("device profile")],
+    Annotated[str, Field(max_length=64), Tag("profile id")]
+    | Annotated[DeviceProfile, Tag("device profile")],
     Discriminator(_profile_kind),
 ]
 
@@ -43,7 +44,7 @@ class HardwareConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    gpu: str = Field("a100", description=f"GPU preset: {', '.join(GPU_PRESETS)}.")
+    gpu: str = Field("a100", max_length=100, description=f"GPU preset: {', '.join(GPU_PRESETS)}.")
     num_gpus: int = Field(8, ge=1, le=1_000_000, description="GPUs training together.")
     peak_tflops: float | None = Field(
         None, gt=0, le=1e6, description="Dense peak TFLOP/s per GPU; overrides the preset's."

@@ -40,13 +40,18 @@ class ModelShape(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    name: str | None = Field(None, description="Preset or model name, for display only.")
+    name: str | None = Field(
+        None, max_length=200, description="Preset or model name, for display only."
+    )
     arch: Arch = Field("gpt", description="gpt (causal decoder), bert (encoder), vit (encoder).")
     num_layers: int = Field(..., ge=1, le=MAX_LAYERS, description="Transformer layers L.")
     hidden_size: int = Field(..., ge=1, le=MAX_HIDDEN, description="Hidden size h.")
-    num_heads: int = Field(..., ge=1, description="Attention (query) heads a.")
+    num_heads: int = Field(..., ge=1, le=MAX_HIDDEN, description="Attention (query) heads a.")
     num_kv_heads: int | None = Field(
-        None, ge=1, description="Key/value heads g (grouped-query attention); default a."
+        None,
+        ge=1,
+        le=MAX_HIDDEN,
+        description="Key/value heads g (grouped-query attention); default a.",
     )
     ffn_hidden_size: int | None = Field(
         None, ge=1, le=MAX_HIDDEN * 8, description="FFN inner size f; default 4h."
@@ -60,10 +65,13 @@ class ModelShape(BaseModel):
     tie_embeddings: bool = Field(True, description="Output head shares the token embedding.")
     bias: bool = Field(True, description="Linear layers carry biases.")
     norm: Literal["layernorm", "rmsnorm"] = Field("layernorm", description="Normalisation.")
-    patch_size: int = Field(16, ge=1, description="vit only: patch side in pixels.")
-    num_channels: int = Field(3, ge=1, description="vit only: image channels.")
+    patch_size: int = Field(16, ge=1, le=10_000, description="vit only: patch side in pixels.")
+    num_channels: int = Field(3, ge=1, le=10_000, description="vit only: image channels.")
     published_params: int | None = Field(
-        None, description="Parameter count the model's authors published, for reference."
+        None,
+        ge=0,
+        le=10**15,
+        description="Parameter count the model's authors published, for reference.",
     )
 
     @model_validator(mode="before")
@@ -338,7 +346,9 @@ class HFConfig(BaseModel):
     patch_size: HFInt | None = Field(None, description="ViT: patch side in pixels.")
     num_channels: HFInt | None = Field(None, description="ViT: image channels.")
     num_labels: HFInt | None = Field(None, description="ViT: classes (without id2label).")
-    id2label: dict[str, str] | None = Field(None, description="ViT: the classes.")
+    id2label: dict[str, Annotated[str, Field(max_length=1000)]] | None = Field(
+        None, max_length=MAX_VOCAB, description="ViT: the classes."
+    )
 
     def as_dict(self) -> dict[str, Any]:
         """The config as `from_hf_config` reads it (original key names, nulls left out)."""
@@ -361,7 +371,7 @@ def _model_kind(value: Any) -> str:
 # A request's model: a preset's name, an explicit shape (our field names), or a Hugging Face
 # config.json object. The value's keys choose the form, so errors name that form's fields.
 ModelSpec = Annotated[
-    Annotated[str, Tag("preset name")]
+    Annotated[str, Field(max_length=200), Tag("preset name")]
     | Annotated[ModelShape, Tag("model shape")]
     | Annotated[HFConfig, Tag("config.json")],
     Discriminator(_model_kind),

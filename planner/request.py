@@ -7,7 +7,7 @@ the API and the OpenAPI document at once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -16,7 +16,7 @@ from planner.deepspeed import DeepSpeedConfig
 from planner.errors import input_error_from
 from planner.hardware import HardwareConfig
 from planner.lr import LRConfig
-from planner.models import ModelSpec
+from planner.models import MAX_LAYERS, MAX_SEQ_LEN, ModelSpec
 from planner.schedule import MAX_REQUIRE_STEPS, ScheduleType
 
 MAX_TRAIN_TOKENS = 10**15  # 1,000T tokens: ~30x the largest runs published; more is a typo
@@ -34,17 +34,25 @@ class RandomLTDRequest(BaseModel):
     enabled: bool | None = Field(
         None, description="False: no token dropping (a curriculum-only plan); default on."
     )
-    min_value: int | None = Field(None, ge=1, description="Reserved length at step 0, tokens.")
-    max_value: int | None = Field(None, ge=1, description="Reserved length at the end, tokens.")
+    min_value: int | None = Field(
+        None, ge=1, le=MAX_SEQ_LEN, description="Reserved length at step 0, tokens."
+    )
+    max_value: int | None = Field(
+        None, ge=1, le=MAX_SEQ_LEN, description="Reserved length at the end, tokens."
+    )
     schedule_type: ScheduleType | None = Field(
         None, description="fixed_linear, fixed_root or constant."
     )
     require_steps: int | None = Field(
         None, ge=1, le=MAX_REQUIRE_STEPS, description="Steps to reach max_value."
     )
-    seq_per_step: int | None = Field(None, ge=1, description="Lengths are multiples of this.")
+    seq_per_step: int | None = Field(
+        None, ge=1, le=MAX_SEQ_LEN, description="Lengths are multiples of this."
+    )
     root_degree: int | None = Field(None, ge=1, le=100, description="fixed_root's degree.")
-    layer_ids: tuple[int, ...] | None = Field(None, description="Dropping layers, 0-based.")
+    layer_ids: tuple[Annotated[int, Field(ge=0, le=MAX_LAYERS)], ...] | None = Field(
+        None, max_length=MAX_LAYERS, description="Dropping layers, 0-based."
+    )
 
 
 def _given(*fields: str, value: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ by least squares as c0 + c1 r + c2 r^2, so the sum over a run is exact from sum(
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,16 @@ from planner.device import DeviceProfile
 from planner.document import Calibration, Plan, request_from_plan
 from planner.hardware import cost_usd, gpu_preset_for_name, wall_clock_hours
 from planner.resolve import Runs, build_runs, resolve
+
+# Bounds of what a worker measures: beyond any run, inside every number type the API stores.
+Length = Annotated[int, Field(ge=1, le=10**7)]  # tokens in a sequence
+Count = Annotated[int, Field(ge=0, le=10**18)]
+Ms = Annotated[float, Field(ge=0, le=1e9)]
+Rate = Annotated[float, Field(ge=0, le=1e21)]
+Signed = Annotated[float, Field(ge=-1e12, le=1e12)]
+Saving = Annotated[float, Field(ge=-1e3, le=1)]  # a fraction; negative: slower with dropping
+Loss = Annotated[float, Field(ge=0, le=1e6)]
+Name = Annotated[str, Field(max_length=200)]
 
 
 class ValidationSettings(BaseModel):
@@ -44,7 +54,7 @@ class ValidationSettings(BaseModel):
         None, ge=3, le=1000, description="Layers to build; default: the plan's, scaled to fit."
     )
     micro_batch_size: int | None = Field(None, ge=1, le=4096, description="Sequences per step.")
-    reserved_lengths: list[int] | None = Field(
+    reserved_lengths: list[Length] | None = Field(
         None,
         min_length=2,
         max_length=32,
@@ -53,7 +63,9 @@ class ValidationSettings(BaseModel):
     warmup_steps: int = Field(3, ge=0, le=1000, description="Untimed steps per length.")
     measure_steps: int = Field(5, ge=1, le=10000, description="Timed steps per length.")
     train_steps: int = Field(60, ge=1, le=1_000_000, description="Convergence mode: steps.")
-    dataset: str = Field("stdlib", description="'stdlib' (Python's own sources) or a file path.")
+    dataset: str = Field(
+        "stdlib", max_length=255, description="'stdlib' (Python's own sources) or a file path."
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds data, init and token drops.")
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="Where to run.")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
@@ -65,17 +77,17 @@ class ValidationSettings(BaseModel):
 class StepTime(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)  # NaN is no measurement: refused
 
-    reserved_length: int
-    seqlen: int | None = Field(
+    reserved_length: Length
+    seqlen: Length | None = Field(
         None, description="Curriculum learning: the sequence length c the step ran at."
     )
-    step_time_ms: float
-    tokens_per_s: float
-    model_flops_per_s: float
-    predicted_step_time_ms: float | None = Field(
+    step_time_ms: Ms
+    tokens_per_s: Rate
+    model_flops_per_s: Rate
+    predicted_step_time_ms: Ms | None = Field(
         None, description="The step-time model's T(r) for the very shape measured."
     )
-    prediction_error: float | None = Field(
+    prediction_error: Signed | None = Field(
         None, description="predicted / measured - 1 (0.05: the model says 5% slower)."
     )
 
@@ -83,11 +95,11 @@ class StepTime(BaseModel):
 class ConvergenceResult(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)  # NaN is no measurement: refused
 
-    layer_tokens: int = Field(description="LayerTokens both runs were trained to.")
-    baseline_steps: int
-    random_ltd_steps: int
-    baseline_eval_loss: float
-    random_ltd_eval_loss: float
+    layer_tokens: Count = Field(description="LayerTokens both runs were trained to.")
+    baseline_steps: Count
+    random_ltd_steps: Count
+    baseline_eval_loss: Loss
+    random_ltd_eval_loss: Loss
 
 
 class ValidationResult(BaseModel):
@@ -95,55 +107,62 @@ class ValidationResult(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    device: str
-    gpu_name: str | None
-    torch_version: str
-    dtype: str
-    num_layers: int | None = Field(
+    device: Name
+    gpu_name: Name | None
+    torch_version: Name
+    dtype: Name
+    num_layers: Count | None = Field(
         description="Layers of the model actually measured (L'); None in profile mode."
     )
-    num_ltd_layers: int | None = Field(description="Its dropping layers (L'_ltd).")
-    micro_batch_size: int | None
-    seq_len: int | None
-    accumulation_steps: int = Field(
+    num_ltd_layers: Count | None = Field(description="Its dropping layers (L'_ltd).")
+    micro_batch_size: Count | None
+    seq_len: Length | None
+    accumulation_steps: Count = Field(
         1,
         description="Micro-batches per optimizer step (the plan's G / (GPUs x micro-batch)): "
         "step_time_ms is this many forward-backward passes plus one optimizer "
         "update.",
     )
-    optimizer_step_ms: float | None = Field(
+    optimizer_step_ms: Ms | None = Field(
         None, description="Once per optimizer step: gradient clipping and AdamW, milliseconds."
     )
-    scaled_down: list[str] = Field(description="What was made smaller than the plan, and why.")
-    step_times: list[StepTime]
-    step_time_fit: list[float] | None = Field(
+    scaled_down: list[Annotated[str, Field(max_length=2000)]] = Field(
+        max_length=100, description="What was made smaller than the plan, and why."
+    )
+    step_times: list[StepTime] = Field(max_length=1000)
+    step_time_fit: list[Signed] | None = Field(
         None,
+        max_length=10,
         description="T'(r) = c0 + c1 r + c2 r^2, milliseconds; composed with curriculum "
         "learning, T(c, k) = a + b c + e k + d c^2 + f k^2 as [a, b, e, d, f], k = min(r, c); "
         "None: no step timed.",
     )
-    measured_wall_clock_saving: float | None = Field(
+    measured_wall_clock_saving: Saving | None = Field(
         None, description="The plan's saving from the measured T'(r); None: nothing was timed."
     )
-    predicted_wall_clock_saving: float | None = Field(
+    predicted_wall_clock_saving: Saving | None = Field(
         None,
         description="The same integration over the step-time model's T(r) for the shape "
         "measured: what the model predicted for this measurement.",
     )
-    prediction_profile: str | None = Field(
+    prediction_profile: Name | None = Field(
         None, description="The device profile the prediction used."
     )
-    flops_saving: float = Field(description="The planner's FLOPs saving for the same schedule.")
-    mfu: float | None = Field(description="Model FLOPs utilisation of the full-length step.")
-    peak_memory_bytes: int | None
-    gather_scatter_fraction: float | None = Field(
+    flops_saving: Saving = Field(description="The planner's FLOPs saving for the same schedule.")
+    mfu: Annotated[float, Field(ge=0, le=1e3)] | None = Field(
+        description="Model FLOPs utilisation of the full-length step."
+    )
+    peak_memory_bytes: Annotated[int, Field(ge=0, le=10**18)] | None
+    gather_scatter_fraction: Annotated[float, Field(ge=0, le=1)] | None = Field(
         None, description="Share of the step spent gathering and scattering tokens."
     )
     convergence: ConvergenceResult | None = None
     device_profile: DeviceProfile | None = Field(
         None, description="Mode profile: the device measured (the API stores it)."
     )
-    seconds: float = Field(description="Wall-clock seconds the job took.")
+    seconds: Annotated[float, Field(ge=0, le=1e8)] = Field(
+        description="Wall-clock seconds the job took."
+    )
 
 
 def fit_step_time(

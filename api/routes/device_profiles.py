@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from api import crud, service
 from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key, strict_json
 from api.errors import NotFoundError
-from api.schemas import MAX_OFFSET, DeviceProfilePublic, DeviceProfilesPublic
+from api.schemas import MAX_OFFSET, DeviceProfilePublic, DeviceProfilesPublic, Id
 from planner.device import DeviceProfile
 
 router = APIRouter(
@@ -63,7 +63,7 @@ def list_device_profiles(
     response_model=DeviceProfilePublic,
     responses={404: {"description": "Unknown id"}},
 )
-def get_device_profile(profile_id: str, db: DbDep) -> DeviceProfilePublic:
+def get_device_profile(profile_id: Id, db: DbDep) -> DeviceProfilePublic:
     with db.read() as session:
         row = crud.get_device_profile(session, profile_id=profile_id)
         if row is None:

@@ -19,7 +19,7 @@ from api.deps import (
 )
 from api.errors import NotFoundError
 from api.models import JobState
-from api.schemas import MAX_OFFSET, JobCreate, JobPublic, JobsPublic
+from api.schemas import MAX_OFFSET, Id, JobCreate, JobPublic, JobsPublic
 
 JSON = "application/json"
 
@@ -83,7 +83,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses={404: {"description": "Unknown id"}})
-async def get_job(job_id: str, http: Request) -> Response:
+async def get_job(job_id: Id, http: Request) -> Response:
     """A job: state, attempts, progress (0..1), result, error and timestamps. A job whose lease
     ran out shows as queued again (or failed, its attempts spent)."""
     state = http.app.state  # not dependencies: see routes/plans.py
@@ -108,7 +108,7 @@ def _find_job(db: Database, job_id: str) -> tuple[JobPublic, str] | None:
         409: {"description": "The job already finished"},
     },
 )
-def cancel_job(job_id: str, db: DbDep, clock: ClockDep) -> JobPublic:
+def cancel_job(job_id: Id, db: DbDep, clock: ClockDep) -> JobPublic:
     """Cancel a queued or running job (a running worker learns it from its next heartbeat)."""
     now = clock()
     with db.write() as session:

@@ -28,7 +28,7 @@ from api.deps import (
     strict_json,
 )
 from api.errors import NotFoundError
-from api.schemas import MAX_OFFSET, PLAN_REQUEST_EXAMPLE, PlansPublic
+from api.schemas import MAX_OFFSET, PLAN_REQUEST_EXAMPLE, Id, PlansPublic
 from planner import Plan, PlanRequest
 from present.report import render_report
 
@@ -109,7 +109,7 @@ def list_plans(
 @router.get(
     "/{plan_id}/report", response_class=HTMLResponse, responses={404: {"description": "Unknown id"}}
 )
-def plan_report(plan_id: str, db: DbDep) -> HTMLResponse:
+def plan_report(plan_id: Id, db: DbDep) -> HTMLResponse:
     """The plan as a page people look at: projection, figures (inline SVG, no external assets),
     and once a validation job has succeeded, its measurements and the calibrated projection."""
     document = Plan.model_validate_json(service.stored_plan(db, plan_id))
@@ -121,7 +121,7 @@ def plan_report(plan_id: str, db: DbDep) -> HTMLResponse:
 
 
 @router.get("/{plan_id}", response_model=Plan, responses={404: {"description": "Unknown id"}})
-async def get_plan(plan_id: str, http: Request) -> Response:
+async def get_plan(plan_id: Id, http: Request) -> Response:
     """A stored plan; `calibrated` is set once a validation job of it has succeeded."""
     db: Database = http.app.state.db
     cache: ReadCache = http.app.state.cache

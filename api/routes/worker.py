@@ -33,6 +33,7 @@ from api.schemas import (
     FailRequest,
     HeartbeatPublic,
     HeartbeatRequest,
+    Id,
     JobPublic,
     ReleaseRequest,
 )
@@ -97,7 +98,7 @@ def claim(
     dependencies=[strict_json(HeartbeatRequest)],
 )
 def heartbeat(
-    job_id: str, body: HeartbeatRequest, db: DbDep, clock: ClockDep, settings: SettingsDep
+    job_id: Id, body: HeartbeatRequest, db: DbDep, clock: ClockDep, settings: SettingsDep
 ) -> HeartbeatPublic:
     """Renew the lease and report progress (0..1); `cancelled: true` means stop now."""
     _expire(db, clock)
@@ -122,7 +123,7 @@ def heartbeat(
     responses=STALE,
     dependencies=[strict_json(CompleteRequest)],
 )
-def complete(job_id: str, body: CompleteRequest, db: DbDep, clock: ClockDep) -> JobPublic:
+def complete(job_id: Id, body: CompleteRequest, db: DbDep, clock: ClockDep) -> JobPublic:
     """Store the job's result (succeeded); the plan gains its calibrated projection."""
     _expire(db, clock)
     return service.complete_job(
@@ -136,7 +137,7 @@ def complete(job_id: str, body: CompleteRequest, db: DbDep, clock: ClockDep) -> 
     responses=STALE,
     dependencies=[strict_json(FailRequest)],
 )
-def fail(job_id: str, body: FailRequest, db: DbDep, clock: ClockDep) -> JobPublic:
+def fail(job_id: Id, body: FailRequest, db: DbDep, clock: ClockDep) -> JobPublic:
     """Report an error: requeued when `retryable` and attempts remain, else failed."""
     _expire(db, clock)
     with db.write() as session:
@@ -158,7 +159,7 @@ def fail(job_id: str, body: FailRequest, db: DbDep, clock: ClockDep) -> JobPubli
     responses=STALE,
     dependencies=[strict_json(ReleaseRequest)],
 )
-def release(job_id: str, body: ReleaseRequest, db: DbDep, clock: ClockDep) -> JobPublic:
+def release(job_id: Id, body: ReleaseRequest, db: DbDep, clock: ClockDep) -> JobPublic:
     """Give the job back (e.g. on SIGTERM): queued again, this attempt not counted."""
     _expire(db, clock)
     with db.write() as session:

@@ -357,3 +357,11 @@ def test_api_exits_0_on_sigterm(procs: Procs) -> None:
     status, took = sigterm(api)
     assert took < 10
     assert status == 0
+
+
+def test_a_worker_with_a_wrong_token_exits_2_naming_the_flag(procs: Procs) -> None:
+    port = free_port()
+    start_api(procs, port)
+    worker = start_worker(procs, port, "w-wrong", token="not-the-token")
+    assert worker.wait(timeout=60) == 2
+    assert "--token: refused" in procs.tail(worker), procs.tail(worker)
