@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, func, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.models import DeviceProfileRow, JobRow, JobState, PlanRow
@@ -91,6 +91,20 @@ def job_state_at(now: datetime) -> ColumnElement[str]:
     )
 
 
+def in_state_at(state: JobState, now: datetime) -> ColumnElement[bool]:
+    """`job_state_at(now) == state`, written so that the (state, created_at) index serves it."""
+    running = JobRow.state == JobState.RUNNING.value
+    lapsed = and_(running, JobRow.lease_expires_at <= now)
+    spent = JobRow.attempts >= JobRow.max_attempts
+    if state == JobState.RUNNING:
+        return and_(running, or_(JobRow.lease_expires_at.is_(None), JobRow.lease_expires_at > now))
+    if state == JobState.QUEUED:
+        return or_(JobRow.state == state.value, and_(lapsed, ~spent))
+    if state == JobState.FAILED:
+        return or_(JobRow.state == state.value, and_(lapsed, spent))
+    return JobRow.state == state.value
+
+
 def list_jobs(
     session: Session,
     *,
@@ -103,8 +117,7 @@ def list_jobs(
     and how many match in all."""
     query, count = select(JobRow), select(func.count()).select_from(JobRow)
     if state is not None:
-        query = query.where(job_state_at(now) == state.value)
-        count = count.where(job_state_at(now) == state.value)
+        query, count = query.where(in_state_at(state, now)), count.where(in_state_at(state, now))
     rows = session.scalars(
         query.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit).offset(offset)
     ).all()

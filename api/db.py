@@ -12,6 +12,7 @@ them at start unless LTD_MIGRATE_ON_START is false.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,15 +31,30 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(
-    url: str, *, busy_timeout_ms: int = 10_000, pool_size: int | None = None, max_overflow: int = 20
+    url: str,
+    *,
+    busy_timeout_ms: int = 10_000,
+    pool_size: int | None = None,
+    max_overflow: int = 20,
+    connect_timeout_s: float | None = None,
 ) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and explicit BEGIN modes."""
+    """An engine for `url`; SQLite gets WAL, a busy timeout and explicit BEGIN modes.
+    `connect_timeout_s`: PostgreSQL gives up connecting after it (the health check's)."""
     # Pools hold more connections than a process uses at once (LTD_THREADS route threads plus
     # one event-loop reader): a connection opened and closed per request (overflow) would cost
     # more than the query.
     if not is_sqlite(url):
+        timeout = (
+            {}
+            if connect_timeout_s is None
+            else {"connect_timeout": max(1, round(connect_timeout_s))}
+        )
         return create_engine(
-            url, pool_pre_ping=True, pool_size=pool_size or 10, max_overflow=max_overflow
+            url,
+            pool_pre_ping=True,
+            pool_size=pool_size or 10,
+            max_overflow=max_overflow,
+            connect_args=timeout,
         )
     engine = create_engine(
         url,
@@ -76,6 +92,7 @@ class Database:
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
         self.generation = 0  # moves on with every write this process commits (api.cache)
+        self._generation_lock = threading.Lock()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -91,7 +108,8 @@ class Database:
             with self._write() as session, session.begin():
                 yield session
         finally:
-            self.generation += 1
+            with self._generation_lock:
+                self.generation += 1
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -145,8 +145,8 @@ def strict_json(model: type[BaseModel]) -> Any:
             pass
         try:  # again, with integral floats read as integers
             data = json.loads(body, parse_float=_integral)
-        except ValueError:
-            return  # not JSON: FastAPI answers it
+        except (ValueError, RecursionError):
+            return  # not JSON (or nested past Python's limit): FastAPI answers it
         try:
             model.model_validate_json(json.dumps(data), strict=True)
         except ValidationError as exc:

@@ -26,8 +26,8 @@ class HealthProbe:
 
     def __init__(self, url: str, *, max_age_s: float = 1.0, timeout_s: float = 2.0) -> None:
         self.max_age_s, self.timeout_s = max_age_s, timeout_s
-        self._engine = make_engine(url, pool_size=1, max_overflow=0)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ltd-health")
+        self._engine = make_engine(url, pool_size=1, max_overflow=0, connect_timeout_s=timeout_s)
+        self._thread: ThreadPoolExecutor | None = None  # made on first use, again after close
         self._last: tuple[float, bool] | None = None  # (monotonic time, answer)
         self._pending: asyncio.Future[bool] | None = None
 
@@ -49,6 +49,8 @@ class HealthProbe:
         if self._last is not None and time.monotonic() - self._last[0] < self.max_age_s:
             return self._last[1]
         if self._pending is None:  # one ping in flight, however many probes wait for it
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ltd-health")
             self._pending = asyncio.get_running_loop().run_in_executor(self._thread, self._ping)
             self._pending.add_done_callback(self._record)
         try:
@@ -57,5 +59,7 @@ class HealthProbe:
             return False
 
     def close(self) -> None:
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+            self._thread, self._pending, self._last = None, None, None
         self._engine.dispose()

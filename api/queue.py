@@ -204,6 +204,11 @@ def release(session: Session, *, job_id: str, lease_id: str, now: datetime) -> J
     return job
 
 
+def fail_unreadable(job: JobRow, error: str, *, now: datetime) -> None:
+    """A claimed job that cannot be handed out (its stored documents do not read): failed."""
+    _finish(job, JobState.FAILED, now=now, error=error[:20_000])
+
+
 def cancel(session: Session, *, job_id: str, now: datetime) -> JobRow:
     """A user cancels a queued or running job; a finished one raises ConflictError."""
     job = _job(session, job_id)

@@ -9,7 +9,15 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from planner.device import DeviceProfile
 from planner.gpus import GPU_PRESETS, gpu_preset_for_name
@@ -44,7 +52,9 @@ class HardwareConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    gpu: str = Field("a100", max_length=100, description=f"GPU preset: {', '.join(GPU_PRESETS)}.")
+    gpu: Annotated[str, AfterValidator(lambda name: name[:100])] = Field(
+        "a100", description=f"GPU preset: {', '.join(GPU_PRESETS)} (kept to 100 characters)."
+    )
     num_gpus: int = Field(8, ge=1, le=1_000_000, description="GPUs training together.")
     peak_tflops: float | None = Field(
         None, gt=0, le=1e6, description="Dense peak TFLOP/s per GPU; overrides the preset's."

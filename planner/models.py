@@ -9,14 +9,17 @@ published counts for every preset (within 2%).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
+    JsonValue,
     Tag,
     ValidationError,
     computed_field,
@@ -35,13 +38,21 @@ MAX_SEQ_LEN = 10_000_000
 MAX_VOCAB = 10_000_000
 
 
+NAME_CHARS = 200
+
+
+def _kept_to(limit: int) -> Callable[[str | None], str | None]:
+    """Display text kept to `limit` characters rather than refused (stored plans read back)."""
+    return lambda text: text if text is None else text[:limit]
+
+
 class ModelShape(BaseModel):
     """The shape of a transformer, as far as LayerTokens, FLOPs and memory are concerned."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    name: str | None = Field(
-        None, max_length=200, description="Preset or model name, for display only."
+    name: Annotated[str | None, AfterValidator(_kept_to(NAME_CHARS))] = Field(
+        None, description=f"Preset or model name, for display only (kept to {NAME_CHARS} chars)."
     )
     arch: Arch = Field("gpt", description="gpt (causal decoder), bert (encoder), vit (encoder).")
     num_layers: int = Field(..., ge=1, le=MAX_LAYERS, description="Transformer layers L.")
@@ -303,24 +314,30 @@ ImageSize = Annotated[
 ]
 
 
-# Keys of an explicit ModelShape that no Hugging Face config uses: an object with any of them is
-# a shape, any other object a config.json (the schema says so: HFConfig excludes them).
-SHAPE_ONLY = frozenset(
-    {"num_layers", "num_heads", "num_kv_heads", "ffn_hidden_size", "seq_len", "arch",
-     "activation", "position", "tie_embeddings", "bias", "norm", "published_params"}
-)  # fmt: skip
+# An object is an explicit ModelShape when it has `num_layers`, or `hidden_size` without
+# `num_hidden_layers`; any other object is a config.json (the schema says so: HFConfig excludes
+# these two forms). Hugging Face configs name their layers n_layer or num_hidden_layers.
+SHAPE_FORMS: list[JsonValue] = [
+    {"required": ["num_layers"]},
+    {"required": ["hidden_size"], "not": {"required": ["num_hidden_layers"]}},
+]
+
+
+def _is_shape(value: dict[str, Any]) -> bool:
+    return "num_layers" in value or "hidden_size" in value and "num_hidden_layers" not in value
 
 
 class HFConfig(BaseModel):
     """A Hugging Face `config.json` (GPT-2, BERT/RoBERTa, Llama/Mistral/Qwen2 or ViT): the keys
-    the planner reads, typed; every other key of the file is allowed and ignored, except our
-    explicit shape's own names (SHAPE_ONLY), which make the object a ModelShape."""
+    the planner reads, typed; every other key of the file is allowed and ignored (an object of
+    SHAPE_FORMS is a ModelShape instead)."""
 
     model_config = ConfigDict(
         frozen=True,
         extra="allow",
         allow_inf_nan=False,
-        json_schema_extra={"not": {"anyOf": [{"required": [k]} for k in sorted(SHAPE_ONLY)]}},
+        serialize_by_alias=True,  # `_name_or_path`, as the file spells it
+        json_schema_extra={"not": {"anyOf": SHAPE_FORMS}},
     )
 
     model_type: str | None = Field(None, max_length=100, description="gpt2, bert, llama, vit...")
@@ -363,7 +380,7 @@ def _model_kind(value: Any) -> str:
         return "model shape"
     if isinstance(value, HFConfig):
         return "config.json"
-    if isinstance(value, dict) and not SHAPE_ONLY.isdisjoint(value):
+    if isinstance(value, dict) and _is_shape(value):
         return "model shape"
     return "config.json"
 
@@ -407,7 +424,7 @@ def _hf_image_size(cfg: dict[str, Any]) -> tuple[int, int]:
 def from_hf_config(cfg: dict[str, Any]) -> ModelShape:
     """Read a Hugging Face `config.json` (GPT-2, BERT, Llama/Mistral or ViT key names)."""
     kind = str(cfg.get("model_type", "")).lower()
-    name = cfg.get("_name_or_path") or kind or None
+    name = (str(cfg.get("_name_or_path") or "") or kind or "")[:NAME_CHARS] or None
     if kind == "gpt2" or "n_embd" in cfg:
         hidden = _hf_get(cfg, "n_embd")
         return ModelShape(

@@ -91,7 +91,14 @@ async def get_job(job_id: Id, http: Request) -> Response:
     if cached is None:
         raise NotFoundError("job", job_id)
     stored, text = cached
-    shown = service.job_at(stored, now=state.clock())
+    now = state.clock()
+    shown = service.job_at(stored, now=now)
+    if shown is not stored:  # its lease ran out, as cached: another replica may have renewed it
+        fresh = await state.cache.reread(("job", job_id), partial(_find_job, state.db, job_id))
+        if fresh is None:
+            raise NotFoundError("job", job_id)
+        stored, text = fresh
+        shown = service.job_at(stored, now=now)
     return Response(text if shown is stored else shown.model_dump_json(), media_type=JSON)
 
 

@@ -59,6 +59,9 @@ PLAN_EXAMPLES = {
 }
 
 
+MEMO_BODY_BYTES = 16_384  # request bodies up to this size keep their plan id in the read cache
+
+
 def _json(text: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(text, status_code=status_code, media_type="application/json", headers=headers)
 
@@ -81,9 +84,10 @@ async def create_plan(
     cache: ReadCache = http.app.state.cache
     stored: str | None = None
     if not isinstance(request.hardware.device_profile, str):  # else: read the profile first
-        body = await http.body()  # the same bytes plan to the same id: hash them only once
+        body = await http.body()  # the same bytes plan to the same id: resolve them once
         plan_id = cache.get(("plan id", body)) or service.plan_id_of(request, loc=["body"])
-        cache.fill(("plan id", body), lambda: plan_id)
+        if len(body) <= MEMO_BODY_BYTES:
+            cache.put(("plan id", body), plan_id)
         stored = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
     if stored is not None:
         document = stored

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
+from pydantic import ValidationError
 
 from api import crud, queue, service
 from api.deps import (
@@ -74,21 +75,28 @@ def claim(
     clock: ClockDep,
     settings: SettingsDep,
 ) -> ClaimPublic | Response:
-    """Claim the oldest queued job under a fresh lease (attempts + 1); 204 when none waits."""
+    """Claim the oldest queued job under a fresh lease (attempts + 1); 204 when none waits.
+    A job whose stored plan or settings no longer read (stored by an older version) fails with
+    the reason, and the next job is claimed: one bad row never stalls the queue."""
     with db.write() as session:
-        job = queue.claim_next_job(
-            session, worker_id=body.worker_id, now=clock(), lease_seconds=settings.lease_seconds
-        )
-        if job is None:
-            return Response(status_code=204)
-        plan_json = crud.get_plan_json(session, plan_id=job.plan_id)
-        assert plan_json is not None and job.lease_id and job.lease_expires_at
-        return ClaimPublic(
-            job=service.job_public(job),
-            plan=Plan.model_validate_json(plan_json),
-            lease_id=job.lease_id,
-            lease_expires_at=job.lease_expires_at,
-        )
+        while True:
+            now = clock()
+            job = queue.claim_next_job(
+                session, worker_id=body.worker_id, now=now, lease_seconds=settings.lease_seconds
+            )
+            if job is None:
+                return Response(status_code=204)
+            plan_json = crud.get_plan_json(session, plan_id=job.plan_id)
+            assert plan_json is not None and job.lease_id and job.lease_expires_at
+            try:
+                return ClaimPublic(
+                    job=service.job_public(job),
+                    plan=Plan.model_validate_json(plan_json),
+                    lease_id=job.lease_id,
+                    lease_expires_at=job.lease_expires_at,
+                )
+            except ValidationError as exc:
+                queue.fail_unreadable(job, f"stored plan or settings unreadable: {exc}", now=now)
 
 
 @router.post(

@@ -45,3 +45,32 @@ def test_no_cache_with_ttl_zero(make_client, settings, queued_job) -> None:
     assert a.get(f"/v1/jobs/{queued_job}").json()["state"] == "queued"
     assert b.post(f"/v1/jobs/{queued_job}/cancel").status_code == 200
     assert a.get(f"/v1/jobs/{queued_job}").json()["state"] == "cancelled"
+
+
+def test_a_lease_renewed_through_another_replica_never_shows_lapsed(
+    replicas, queued_job, worker_headers, clock
+) -> None:
+    """Replica a cached the job while running; the worker renews its lease through replica b.
+    Past the lease a cached, a's view re-reads rather than show the job requeued."""
+    a, b = replicas
+    claimed = b.post("/v1/worker/claim", json={"worker_id": "w"}, headers=worker_headers).json()
+    assert a.get(f"/v1/jobs/{queued_job}").json()["state"] == "running"  # cached in a
+    clock.advance(20)
+    beat = {"lease_id": claimed["lease_id"], "progress": 0.5}
+    heartbeat = f"/v1/worker/jobs/{queued_job}/heartbeat"
+    assert b.post(heartbeat, json=beat, headers=worker_headers).status_code == 200
+    clock.advance(20)  # past the first lease (30 s), inside the renewed one
+    job = a.get(f"/v1/jobs/{queued_job}").json()
+    assert (job["state"], job["progress"]) == ("running", 0.5)
+
+
+def test_the_health_probe_opens_again_after_close(settings) -> None:
+    import asyncio
+
+    from api.health import HealthProbe
+
+    probe = HealthProbe(settings.database_url, max_age_s=0)
+    assert asyncio.run(probe.check()) is True
+    probe.close()
+    assert asyncio.run(probe.check()) is True  # a second lifespan of the same app
+    probe.close()

@@ -130,3 +130,32 @@ def test_vit_image_size_as_height_and_width() -> None:
            "num_hidden_layers": 12, "num_attention_heads": 12,
            "intermediate_size": 3072}  # fmt: skip
     assert from_hf_config(cfg).seq_len == (224 // 16) * (160 // 16) + 1
+
+
+# Real config.json files carry keys our explicit shape also uses: InternLM2 has "bias", Falcon
+# "num_kv_heads". They are still Hugging Face configs (they name their layers num_hidden_layers).
+INTERNLM2 = {
+    "model_type": "internlm2", "hidden_act": "silu", "bias": False, "hidden_size": 4096,
+    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+    "intermediate_size": 14336, "vocab_size": 92544, "max_position_embeddings": 32768,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("extra", [{}, {"num_kv_heads": 8}, {"_name_or_path": "/m/" + "a" * 250}])
+def test_request_models_read_real_configs_as_configs(extra: dict) -> None:
+    from planner import PlanRequest
+
+    request = PlanRequest.model_validate(
+        {"model": {**INTERNLM2, **extra}, "train_batch_size": 8, "train_steps": 10}
+    )
+    shape = resolve_model(request.model)
+    assert (shape.num_layers, shape.hidden_size, shape.kv_heads) == (32, 4096, 8)
+    assert shape.activation == "swiglu" and shape.position == "rotary"
+    assert shape.name is not None and len(shape.name) <= 200  # display text, kept to 200
+
+
+def test_an_object_with_num_layers_is_our_shape() -> None:
+    from planner import PlanRequest
+
+    with pytest.raises(ValueError, match="num_heads"):
+        PlanRequest.model_validate({"model": {"num_layers": 2}, "train_steps": 1})

@@ -224,3 +224,24 @@ def test_long_texts_are_kept_short_not_refused(client, worker, queued_job):
 
 def test_unknown_job_is_404(worker):
     assert worker("heartbeat", "j_nope", lease_id="x", progress=0).status_code == 404
+
+
+def test_a_job_whose_stored_plan_no_longer_reads_fails_and_the_queue_moves_on(
+    client, worker, plan_request
+) -> None:
+    """A row written by an older version that this one cannot read: the claim fails that job
+    with the reason and hands out the next one, never a 500 that stalls every claim."""
+    from sqlalchemy import update
+
+    from api.models import PlanRow
+
+    bad = client.post("/v1/plans", json=plan_request()).json()["id"]
+    good = client.post("/v1/plans", json=plan_request(train_steps=200)).json()["id"]
+    bad_job = client.post("/v1/jobs", json={"plan_id": bad}).json()["id"]
+    good_job = client.post("/v1/jobs", json={"plan_id": good}).json()["id"]
+    with client.app.state.db.write() as session:
+        session.execute(update(PlanRow).where(PlanRow.id == bad).values(plan_json='{"id": 1}'))
+    assert claim(worker)["job"]["id"] == good_job
+    failed = client.get(f"/v1/jobs/{bad_job}").json()
+    assert failed["state"] == "failed" and "unreadable" in failed["error"]
+    assert worker("claim", worker_id="w2").status_code == 204
