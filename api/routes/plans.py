@@ -85,9 +85,11 @@ async def create_plan(
     stored: str | None = None
     if not isinstance(request.hardware.device_profile, str):  # else: read the profile first
         body = await http.body()  # the same bytes plan to the same id: resolve them once
-        plan_id = cache.get(("plan id", body)) or service.plan_id_of(request, loc=["body"])
-        if len(body) <= MEMO_BODY_BYTES:
-            cache.put(("plan id", body), plan_id)
+        plan_id = cache.get(("plan id", body))
+        if plan_id is None:
+            plan_id = service.plan_id_of(request, loc=["body"])
+            if len(body) <= MEMO_BODY_BYTES:
+                cache.put(("plan id", body), plan_id)
         stored = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
     if stored is not None:
         document = stored
