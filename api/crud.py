@@ -80,28 +80,33 @@ def get_job(session: Session, *, job_id: str, for_update: bool = False) -> JobRo
     return session.scalars(query).first()
 
 
+_RUNNING = JobRow.state == JobState.RUNNING.value
+_SPENT = JobRow.attempts >= JobRow.max_attempts
+
+
+def _lapsed(now: datetime) -> ColumnElement[bool]:
+    return and_(_RUNNING, JobRow.lease_expires_at <= now)
+
+
 def job_state_at(now: datetime) -> ColumnElement[str]:
     """A job's state as readers see it at `now`: a running job whose lease ran out is queued
     again, or failed when its attempts are spent (`api.queue.lease_lapse`, in SQL)."""
-    lapsed = and_(JobRow.state == JobState.RUNNING.value, JobRow.lease_expires_at <= now)
     return case(
-        (and_(lapsed, JobRow.attempts >= JobRow.max_attempts), JobState.FAILED.value),
-        (lapsed, JobState.QUEUED.value),
+        (and_(_lapsed(now), _SPENT), JobState.FAILED.value),
+        (_lapsed(now), JobState.QUEUED.value),
         else_=JobRow.state,
     )
 
 
 def in_state_at(state: JobState, now: datetime) -> ColumnElement[bool]:
     """`job_state_at(now) == state`, written so that the (state, created_at) index serves it."""
-    running = JobRow.state == JobState.RUNNING.value
-    lapsed = and_(running, JobRow.lease_expires_at <= now)
-    spent = JobRow.attempts >= JobRow.max_attempts
     if state == JobState.RUNNING:
-        return and_(running, or_(JobRow.lease_expires_at.is_(None), JobRow.lease_expires_at > now))
+        lease_left = or_(JobRow.lease_expires_at.is_(None), JobRow.lease_expires_at > now)
+        return and_(_RUNNING, lease_left)
     if state == JobState.QUEUED:
-        return or_(JobRow.state == state.value, and_(lapsed, ~spent))
+        return or_(JobRow.state == state.value, and_(_lapsed(now), ~_SPENT))
     if state == JobState.FAILED:
-        return or_(JobRow.state == state.value, and_(lapsed, spent))
+        return or_(JobRow.state == state.value, and_(_lapsed(now), _SPENT))
     return JobRow.state == state.value
 
 

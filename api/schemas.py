@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner import CheckLimits, Plan, PlanRequest
 from planner.device import DeviceProfile
 from planner.jobs import JobPublic
+from planner.models import kept_to
 from planner.validation import ValidationResult, ValidationSettings
 
 # A stored id in a path (`p_...`, `j_...`, `dp_...`): as long as the database's key columns.
@@ -104,11 +105,6 @@ class ClaimPublic(BaseModel):
     lease_expires_at: datetime
 
 
-def _truncate(limit: int) -> AfterValidator:
-    """Keep a worker's free text to `limit` characters rather than refuse its report."""
-    return AfterValidator(lambda text: text if text is None else text[:limit])
-
-
 class LeaseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -117,7 +113,7 @@ class LeaseBody(BaseModel):
 
 class HeartbeatRequest(LeaseBody):
     progress: float = Field(ge=0, le=1, allow_inf_nan=False, description="Fraction done, 0..1.")
-    message: Annotated[str | None, _truncate(2000)] = Field(
+    message: Annotated[str | None, kept_to(2000)] = Field(
         None, description="What the worker is doing (kept to 2,000 characters)."
     )
 
@@ -132,7 +128,7 @@ class CompleteRequest(LeaseBody):
 
 
 class FailRequest(LeaseBody):
-    error: Annotated[str, _truncate(20_000)] = Field(
+    error: Annotated[str, kept_to(20_000)] = Field(
         min_length=1, description="What went wrong (kept to 20,000 characters)."
     )
     retryable: bool = Field(False, description="True: a later attempt may succeed.")

@@ -10,7 +10,6 @@ import difflib
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -21,6 +20,7 @@ from pydantic import (
 
 from planner.device import DeviceProfile
 from planner.gpus import GPU_PRESETS, gpu_preset_for_name
+from planner.models import kept_to
 
 
 def _profile_kind(value: Any) -> str:
@@ -52,7 +52,7 @@ class HardwareConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    gpu: Annotated[str, AfterValidator(lambda name: name[:100])] = Field(
+    gpu: Annotated[str, kept_to(100)] = Field(
         "a100", description=f"GPU preset: {', '.join(GPU_PRESETS)} (kept to 100 characters)."
     )
     num_gpus: int = Field(8, ge=1, le=1_000_000, description="GPUs training together.")

@@ -9,7 +9,6 @@ published counts for every preset (within 2%).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -41,9 +40,10 @@ MAX_VOCAB = 10_000_000
 NAME_CHARS = 200
 
 
-def _kept_to(limit: int) -> Callable[[str | None], str | None]:
-    """Display text kept to `limit` characters rather than refused (stored plans read back)."""
-    return lambda text: text if text is None else text[:limit]
+def kept_to(limit: int) -> AfterValidator:
+    """Free text kept to `limit` characters rather than refused (a worker's report, a display
+    name that plans stored by older versions carry)."""
+    return AfterValidator(lambda text: text if text is None else text[:limit])
 
 
 class ModelShape(BaseModel):
@@ -51,7 +51,7 @@ class ModelShape(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    name: Annotated[str | None, AfterValidator(_kept_to(NAME_CHARS))] = Field(
+    name: Annotated[str | None, kept_to(NAME_CHARS)] = Field(
         None, description=f"Preset or model name, for display only (kept to {NAME_CHARS} chars)."
     )
     arch: Arch = Field("gpt", description="gpt (causal decoder), bert (encoder), vit (encoder).")

@@ -19,9 +19,8 @@ from api.deps import (
 )
 from api.errors import NotFoundError
 from api.models import JobState
+from api.routes import json_text
 from api.schemas import MAX_OFFSET, Id, JobCreate, JobPublic, JobsPublic
-
-JSON = "application/json"
 
 router = APIRouter(
     prefix="/v1/jobs",
@@ -87,19 +86,16 @@ async def get_job(job_id: Id, http: Request) -> Response:
     """A job: state, attempts, progress (0..1), result, error and timestamps. A job whose lease
     ran out shows as queued again (or failed, its attempts spent)."""
     state = http.app.state  # not dependencies: see routes/plans.py
-    cached = await state.cache.read(("job", job_id), partial(_find_job, state.db, job_id))
+    load, now = partial(_find_job, state.db, job_id), state.clock()
+    cached = await state.cache.read(("job", job_id), load)
+    if cached is not None and service.job_at(cached[0], now=now) is not cached[0]:
+        # Its lease ran out as cached: another replica may have renewed it since.
+        cached = await state.cache.reread(("job", job_id), load)
     if cached is None:
         raise NotFoundError("job", job_id)
     stored, text = cached
-    now = state.clock()
     shown = service.job_at(stored, now=now)
-    if shown is not stored:  # its lease ran out, as cached: another replica may have renewed it
-        fresh = await state.cache.reread(("job", job_id), partial(_find_job, state.db, job_id))
-        if fresh is None:
-            raise NotFoundError("job", job_id)
-        stored, text = fresh
-        shown = service.job_at(stored, now=now)
-    return Response(text if shown is stored else shown.model_dump_json(), media_type=JSON)
+    return json_text(text if shown is stored else shown.model_dump_json())
 
 
 def _find_job(db: Database, job_id: str) -> tuple[JobPublic, str] | None:

@@ -21,13 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from api import crud, service
 from api.cache import ReadCache
 from api.db import Database
-from api.deps import (
-    API_KEY_RESPONSES,
-    DbDep,
-    require_api_key,
-    strict_json,
-)
+from api.deps import API_KEY_RESPONSES, DbDep, require_api_key, strict_json
 from api.errors import NotFoundError
+from api.routes import json_text
 from api.schemas import MAX_OFFSET, PLAN_REQUEST_EXAMPLE, Id, PlansPublic
 from planner import Plan, PlanRequest
 from present.report import render_report
@@ -62,10 +58,6 @@ PLAN_EXAMPLES = {
 MEMO_BODY_BYTES = 16_384  # request bodies up to this size keep their plan id in the read cache
 
 
-def _json(text: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(text, status_code=status_code, media_type="application/json", headers=headers)
-
-
 @router.post(
     "",
     status_code=201,
@@ -82,7 +74,7 @@ async def create_plan(
     # is a large part of a cached read (docs/benchmarks.md).
     db: Database = http.app.state.db
     cache: ReadCache = http.app.state.cache
-    stored: str | None = None
+    document: str | None = None
     if not isinstance(request.hardware.device_profile, str):  # else: read the profile first
         body = await http.body()  # the same bytes plan to the same id: resolve them once
         plan_id = cache.get(("plan id", body))
@@ -90,14 +82,13 @@ async def create_plan(
             plan_id = service.plan_id_of(request, loc=["body"])
             if len(body) <= MEMO_BODY_BYTES:
                 cache.put(("plan id", body), plan_id)
-        stored = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
-    if stored is not None:
-        document = stored
-    else:
-        plan_id, document = await run_in_threadpool(
+        document = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
+    if document is None:  # a new plan, or a stored profile to read: in the thread pool
+        plan_id, created = await run_in_threadpool(
             service.get_or_create_plan, db, request, loc=["body"], now=http.app.state.clock()
         )
-    return _json(document, 201, {"Location": f"/v1/plans/{plan_id}"})
+        document = created
+    return json_text(document, 201, {"Location": f"/v1/plans/{plan_id}"})
 
 
 @router.get("", response_model=PlansPublic)
@@ -109,7 +100,7 @@ def list_plans(
     """Stored plans, newest first: `{data: [plan, ...], count}`."""
     with db.read() as session:
         documents, count = crud.list_plan_json(session, limit=limit, offset=offset)
-    return _json('{"data":[' + ",".join(documents) + f'],"count":{count}}}')
+    return json_text('{"data":[' + ",".join(documents) + f'],"count":{count}}}')
 
 
 @router.get(
@@ -134,4 +125,4 @@ async def get_plan(plan_id: Id, http: Request) -> Response:
     document = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
     if document is None:
         raise NotFoundError("plan", plan_id)
-    return _json(document)
+    return json_text(document)
