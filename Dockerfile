@@ -3,6 +3,7 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY planner planner
+COPY wire wire
 COPY present present
 COPY client client
 COPY api api

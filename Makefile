@@ -31,7 +31,7 @@ fuzz: $(STAMP)  ## the OpenAPI fuzz test with a random seed and 10x the cases CI
 	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-600} $(BIN)/python -m pytest -p no:randomly \
 		tests/api/test_openapi_fuzz.py
 
-SRC     := planner present client api worker ltd tests benchmarks
+SRC     := planner wire present client api worker ltd tests benchmarks
 
 lint: $(STAMP)  ## ruff (lint and format --check) and mypy on every package
 	$(BIN)/ruff check $(SRC)

@@ -12,12 +12,10 @@ never logged.
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import SecretStr
 
 from api.cache import ReadCache
 from api.db import Database
@@ -123,37 +121,6 @@ def document_security(schema: dict[str, Any]) -> dict[str, Any]:
         for operation in operations.values():
             operation["security"] = security
     return schema
-
-
-def _integral(text: str) -> float | int:
-    value = float(text)
-    return int(value) if value.is_integer() else value
-
-
-def strict_json(model: type[BaseModel]) -> Any:
-    """A route dependency that validates the JSON body as `model` in pydantic's strict mode, as
-    the OpenAPI schema reads: `true` is not the integer 1, nor `"5"` the number 5 (FastAPI's
-    own validation of the body parameter is lax). As in JSON Schema, 60.0 is an integer.
-    Refusals are 422s located under `body`; a body that is not JSON is left to FastAPI."""
-
-    async def check(request: Request) -> None:
-        body = await request.body()
-        try:
-            model.model_validate_json(body, strict=True)
-            return
-        except ValidationError:
-            pass
-        try:  # again, with integral floats read as integers
-            data = json.loads(body, parse_float=_integral)
-        except (ValueError, RecursionError):
-            return  # not JSON (or nested past Python's limit): FastAPI answers it
-        try:
-            model.model_validate_json(json.dumps(data), strict=True)
-        except ValidationError as exc:
-            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-            raise RequestValidationError(errors) from None
-
-    return Depends(check)
 
 
 # The statuses the access checks and the body limit answer with, for the OpenAPI document.

@@ -1,12 +1,16 @@
-"""Client errors and their JSON form: 404 unknown ids, 409 state conflicts, 422 bad fields.
+"""Client errors and their JSON form: 404 unknown ids, 409 state conflicts, 422 bad fields;
+and any other error, a bug, as a logged 500.
 
 Every 422 has FastAPI's shape, `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`, whether
 pydantic rejected the body or the planner did (`planner.PlanInputError`, whose dotted field path
-becomes `loc`). The input is never echoed back: it may hold secrets.
+becomes `loc`). The input is never echoed back: it may hold secrets. Only those two are a 422: a
+planner that raises anything else (a ZeroDivisionError, a bare ValueError) has a bug, which is
+logged with its traceback (logger `api`) and answered 500 without the exception's text.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +23,8 @@ from starlette.routing import Match
 
 from planner import PlanInputError
 from planner.errors import field_loc, split_named
+
+log = logging.getLogger("api")
 
 
 class NotFoundError(Exception):
@@ -40,13 +46,9 @@ class FieldError(Exception):
         self.loc, self.msg, self.type = list(loc), msg, type_
 
 
-def plan_input_error(
-    exc: PlanInputError | ValueError | ArithmeticError, prefix: Sequence[str]
-) -> FieldError:
-    """A planner error as a 422 located under `prefix` (e.g. ["body", "request"])."""
-    if isinstance(exc, PlanInputError):
-        return FieldError([*prefix, *exc.field.split(".")], exc.message, "plan_input")
-    return FieldError(list(prefix), str(exc), "plan_input")
+def plan_input_error(exc: PlanInputError, prefix: Sequence[str]) -> FieldError:
+    """The planner's refusal as a 422 located under `prefix` (e.g. ["body", "request"])."""
+    return FieldError([*prefix, *exc.field.split(".")], exc.message, "plan_input")
 
 
 def _detail(loc: Sequence[str | int], msg: str, type_: str) -> dict[str, object]:
@@ -76,6 +78,14 @@ async def _plan_input(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PlanInputError)
     err = plan_input_error(exc, ["body"])
     return JSONResponse({"detail": [_detail(err.loc, err.msg, err.type)]}, status_code=422)
+
+
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    """Any error no other handler answers: a bug. Logged with its traceback; the answer says
+    nothing of it (its text may hold the input). Starlette raises it again afterwards, for the
+    server's own log and for test clients that ask for it."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
 async def _not_found(_: Request, exc: Exception) -> JSONResponse:
@@ -114,3 +124,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PlanInputError, _plan_input)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
+    app.add_exception_handler(Exception, _internal)

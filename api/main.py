@@ -5,10 +5,12 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
 
+from api.body import document_bodies
 from api.cache import ReadCache
 from api.db import Database, migrate
 from api.deps import document_security
@@ -55,7 +57,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.cache = ReadCache(db, ttl_s=settings.read_cache_seconds)
     app.state.clock = clock or utcnow
     app.state.metrics = Metrics()
-    app.openapi = lambda: document_security(FastAPI.openapi(app))  # type: ignore[method-assign]
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document with what it cannot see stated: the bodies routes read through
+        `api.body` and the access checks (`api.deps`). Built once."""
+        if app.openapi_schema is None:
+            schema = document_bodies(FastAPI.openapi(app))
+            app.openapi_schema = document_security(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     install_error_handlers(app)
     for module in (plans, checks, jobs, device_profiles, worker, health):
         app.include_router(module.router)

@@ -12,7 +12,8 @@ from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from planner.jobs import JobState
+from wire.jobs import JobState
+from wire.limits import ID_CHARS, LEASE_ID_CHARS, WORKER_ID_CHARS
 
 __all__ = ["Base", "DeviceProfileRow", "JobRow", "JobState", "PlanRow", "UTCDateTime"]
 
@@ -43,7 +44,7 @@ class PlanRow(Base):
 
     __tablename__ = "plans"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
     request_json: Mapped[str] = mapped_column(Text, doc="The request as the client sent it.")
     plan_json: Mapped[str] = mapped_column(Text, doc="The plan document, with `calibrated`.")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -55,7 +56,7 @@ class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_state_created", "state", "created_at"),)
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
     plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"), index=True)
     state: Mapped[str] = mapped_column(String(16), doc="A JobState value.")
     settings_json: Mapped[str] = mapped_column(Text)
@@ -65,8 +66,8 @@ class JobRow(Base):
     progress_message: Mapped[str | None] = mapped_column(Text)
     result_json: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
-    worker_id: Mapped[str | None] = mapped_column(String(200))
-    lease_id: Mapped[str | None] = mapped_column(String(64))
+    worker_id: Mapped[str | None] = mapped_column(String(WORKER_ID_CHARS))
+    lease_id: Mapped[str | None] = mapped_column(String(LEASE_ID_CHARS))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -80,7 +81,7 @@ class DeviceProfileRow(Base):
 
     __tablename__ = "device_profiles"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
     device_name: Mapped[str] = mapped_column(String(200))
     dtype: Mapped[str] = mapped_column(String(16))
     torch_version: Mapped[str | None] = mapped_column(String(64))

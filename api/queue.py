@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session
 
 from api import crud
 from api.errors import ConflictError, NotFoundError
-from api.models import JobRow, JobState
-from planner.jobs import JobPublic
+from api.models import JobRow
+from wire.jobs import JobPublic, JobState
+from wire.limits import ERROR_CHARS
 
 RUNNING = JobState.RUNNING.value
 QUEUED = JobState.QUEUED.value
@@ -206,7 +207,7 @@ def release(session: Session, *, job_id: str, lease_id: str, now: datetime) -> J
 
 def fail_unreadable(job: JobRow, error: str, *, now: datetime) -> None:
     """A claimed job that cannot be handed out (its stored documents do not read): failed."""
-    _finish(job, JobState.FAILED, now=now, error=error[:20_000])
+    _finish(job, JobState.FAILED, now=now, error=error[:ERROR_CHARS])
 
 
 def cancel(session: Session, *, job_id: str, now: datetime) -> JobRow:

@@ -8,16 +8,19 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from api import crud, queue
 from api.db import Database
 from api.errors import FieldError, NotFoundError, plan_input_error
-from api.models import DeviceProfileRow, JobRow, JobState
-from api.schemas import DeviceProfilePublic, JobPublic
+from api.models import DeviceProfileRow, JobRow
 from planner import Plan, PlanInputError, PlanRequest, plan, resolve
 from planner.device import DeviceProfile
 from planner.validation import ValidationResult, ValidationSettings, calibrate
+from wire.jobs import JobPublic, JobState
+from wire.profiles import DeviceProfilePublic
+from wire.worker import ClaimPublic
 
 log = logging.getLogger("api")
 
@@ -60,10 +63,11 @@ def device_profile_public(row: DeviceProfileRow) -> DeviceProfilePublic:
 
 def plan_id_of(request: PlanRequest, *, loc: Sequence[str]) -> str:
     """The plan id of a request: a hash of its normalised form, without computing the plan
-    (about 0.1 ms). Planner errors become a 422 located under `loc`."""
+    (about 0.1 ms). The planner's refusal (`PlanInputError`) becomes a 422 located under `loc`;
+    any other error is a bug, answered 500 (`api.errors`)."""
     try:
         return resolve(request).plan_id
-    except (PlanInputError, ValueError, ArithmeticError) as exc:
+    except PlanInputError as exc:
         raise plan_input_error(exc, loc) from None
 
 
@@ -86,7 +90,7 @@ def get_or_create_plan(
         return plan_id, stored
     try:
         document = plan(request)
-    except (PlanInputError, ValueError, ArithmeticError) as exc:
+    except PlanInputError as exc:
         raise plan_input_error(exc, loc) from None
     plan_json = document.model_dump_json()
     try:
@@ -146,6 +150,33 @@ def job_at(public: JobPublic, *, now: datetime) -> JobPublic:
     lapse.pop("lease_id", None)
     lapse["state"] = JobState(lapse["state"])
     return public.model_copy(update=lapse)
+
+
+def claim_job(
+    db: Database, *, worker_id: str, now: datetime, lease_seconds: float
+) -> ClaimPublic | None:
+    """The oldest queued job, claimed for `worker_id` under a fresh lease with its plan, or None
+    when none waits. A job whose stored plan or settings no longer read (stored by an older
+    version) fails with the reason, and the next job is claimed: one bad row never stalls the
+    queue."""
+    with db.write() as session:
+        while True:
+            job = queue.claim_next_job(
+                session, worker_id=worker_id, now=now, lease_seconds=lease_seconds
+            )
+            if job is None:
+                return None
+            plan_json = crud.get_plan_json(session, plan_id=job.plan_id)
+            assert plan_json is not None and job.lease_id and job.lease_expires_at
+            try:
+                return ClaimPublic(
+                    job=job_public(job),
+                    plan=Plan.model_validate_json(plan_json),
+                    lease_id=job.lease_id,
+                    lease_expires_at=job.lease_expires_at,
+                )
+            except ValidationError as exc:
+                queue.fail_unreadable(job, f"stored plan or settings unreadable: {exc}", now=now)
 
 
 def find_job(db: Database, job_id: str) -> JobPublic | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Self
 
 import httpx
+from pydantic import BaseModel
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -21,6 +22,7 @@ from tenacity import (
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_ATTEMPTS = 3
 RETRY_STATUSES = frozenset({502, 503, 504})
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class ApiError(Exception):
@@ -117,12 +119,17 @@ class ApiClient:
             raise ApiUnavailableError(f"{where}: cannot reach the API: {exc!r}") from exc
         return _checked(response, where)
 
-    def get(self, path: str, **kw: Any) -> Any:
-        return self.request("GET", path, **kw).json()
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("GET", path, **kw)
 
-    def post(self, path: str, body: Any = None) -> Any:
-        response = self.request("POST", path, json=body)
-        return None if response.status_code == 204 or not response.content else response.json()
+    def post(self, path: str, body: BaseModel | None = None) -> httpx.Response:
+        """POST `body` as JSON: the fields its maker set, so that the server's defaults fill
+        the rest, and an explicit null (a measurement that has no value) stays."""
+        if body is None:
+            return self.request("POST", path)
+        return self.request(
+            "POST", path, content=body.model_dump_json(exclude_unset=True), headers=JSON_HEADERS
+        )
 
 
 def _checked(response: httpx.Response, where: str) -> httpx.Response:

@@ -16,10 +16,10 @@ from ltd.flags import add_flags, model_flags, number, read_plan_file, set_flag_v
 from ltd.plan_commands import PLAN_FLAGS, add_plan_flags, emit, request_from_args
 from planner.document import Plan, plan_from_runs, request_from_plan
 from planner.errors import PlanInputError
-from planner.jobs import JobState
 from planner.resolve import build_runs, resolve
 from planner.validation import ValidationSettings
 from present import formats
+from wire.jobs import JobCreate, JobState
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 
@@ -130,21 +130,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from ltd.remote import ServerClient
+    from ltd.remote import follow_job, server_client
 
     settings = settings_from_args(args)
-    body: dict[str, Any] = {"settings": settings.model_dump(exclude_defaults=True)}
     if args.plan_id:
-        body["plan_id"] = args.plan_id
+        body = JobCreate(plan_id=args.plan_id, settings=settings)
     else:
         request = request_from_plan(plan_from_args(args)) if args.plan else request_from_args(args)
-        body["plan_request"] = request.model_dump(mode="json", exclude_none=True)
-    with ServerClient(args.server) as server:
+        body = JobCreate(plan_request=request, settings=settings)
+    with server_client(args.server) as server:
         job = server.submit_job(body)
         if args.no_wait:
             print(job.id)
             return 0
-        job = server.follow_job(job.id, timeout_s=args.wait_minutes * 60)
+        job = follow_job(server, job.id, timeout_s=args.wait_minutes * 60)
         plan = server.get_plan(job.plan_id)
     print(formats.render_job_outcome(job, plan, args.format))
     return 0 if job.state == JobState.SUCCEEDED else 1

@@ -24,7 +24,7 @@ from ltd.flags import (
     validated,
 )
 from planner.check import CheckLimits, check_plan
-from planner.document import plan_from_runs
+from planner.document import plan_from_runs, request_from_plan
 from planner.errors import PlanInputError
 from planner.hardware import GPU_PRESETS
 from planner.inverse import InverseRequest, solve
@@ -33,6 +33,7 @@ from planner.recipes import RECIPES, recipe
 from planner.request import PlanRequest
 from planner.resolve import build_runs, resolve
 from present import formats
+from wire.plans import CheckCreate
 
 MAX_SCHEDULE_ROWS = 5_000_000
 FORMATS = ("table", "json", "markdown", "csv")
@@ -162,10 +163,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     limits = limits_from_args(args)
     previous = read_plan_file(args.compare, "--compare") if args.compare else None
     if args.server:
-        from ltd.remote import ServerClient  # httpx only when a server is asked for
+        from ltd.remote import server_client  # httpx only when a server is asked for
 
-        with ServerClient(args.server) as server:
-            result = server.check(req, limits, previous)
+        with server_client(args.server) as server:
+            # An earlier plan is stored there first (by its request, so its id is the same).
+            compared = server.create_plan(request_from_plan(previous)) if previous else None
+            body = CheckCreate(
+                request=req, limits=limits, compare_plan_id=compared.id if compared else None
+            )
+            result = server.check(body)
     else:
         result = check_plan(plan_from_runs(build_runs(resolve(req))), limits, previous)
     emit(formats.render_check(result, args.format), args.output)

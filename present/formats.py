@@ -18,10 +18,10 @@ from rich.table import Table
 
 from planner.check import CheckResult
 from planner.document import Plan
-from planner.jobs import JobPublic, JobState
 from planner.lr import learning_rate_at
 from planner.resolve import Runs
 from planner.validation import ValidationResult
+from wire.jobs import JobPublic, JobState
 
 Rows = list[tuple[str, str, str, str]]
 

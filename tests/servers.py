@@ -1,5 +1,6 @@
-"""Loopback servers for the tests that need a real one: a free port, and `ltd serve` as a
-subprocess that is healthy before the test starts and stopped after it."""
+"""Loopback servers for the tests that need a real one: a free port, an app served by uvicorn
+in a thread, and `ltd serve` as a subprocess that is healthy before the test starts and stopped
+after it."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -32,6 +35,28 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60)
             pass
         time.sleep(0.1)
     raise AssertionError("server never became healthy")
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """`app` (an ASGI app) on a free loopback port by uvicorn in a thread; yields its URL once
+    uvicorn has started (lifespan included), and stops it afterwards."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @contextmanager

@@ -29,7 +29,15 @@ def test_every_service_command_is_a_real_entry_point() -> None:
         dockerfile = ROOT / build["context"] / build["dockerfile"]
         text = dockerfile.read_text()
         assert re.search(r'^CMD \["ltd", "(serve|worker)"', text, re.M), dockerfile
-        for package in ("planner", "present", "client", "api", "worker", "ltd"):  # all it imports
+        for package in (
+            "planner",
+            "wire",
+            "present",
+            "client",
+            "api",
+            "worker",
+            "ltd",
+        ):  # all it imports
             assert f"COPY {package} {package}" in text
 
 

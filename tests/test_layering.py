@@ -3,7 +3,8 @@ functions and under TYPE_CHECKING):
 
     ltd (the CLI: the top floor, the only package that imports everything)
       api      worker         side by side, never each other, never the CLI
-      present  client         presentation of a plan; the HTTP client of the API
+      present  client         presentation of a plan; the typed HTTP client of the API
+      wire                    the wire contract: request, response and worker-protocol models
       planner                 the ground floor: pure numbers (numpy + pydantic)
 
 and no import cycles between modules, at module level or inside functions.
@@ -20,20 +21,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("planner", "present", "client", "api", "worker", "ltd")
+PACKAGES = ("planner", "wire", "present", "client", "api", "worker", "ltd")
 
 # First-party packages each package may import (besides itself).
 ALLOWED = {
     "planner": set(),
-    "present": {"planner"},
-    "client": {"planner"},
-    "api": {"planner", "present"},
-    "worker": {"planner", "client"},
-    "ltd": {"planner", "present", "client", "api", "worker"},
+    "wire": {"planner"},
+    # present.formats.render_job_outcome (`ltd submit`'s last word) reads a wire.jobs.JobPublic.
+    "present": {"planner", "wire"},
+    "client": {"planner", "wire"},
+    "api": {"planner", "present", "wire"},
+    "worker": {"planner", "client", "wire"},
+    "ltd": {"planner", "wire", "present", "client", "api", "worker"},
 }
 # Third-party packages each may import; None: any but FORBIDDEN's.
 THIRD_PARTY: dict[str, set[str] | None] = {
     "planner": {"numpy", "pydantic"},
+    "wire": {"pydantic"},
     "present": {"numpy", "pydantic", "rich", "jinja2", "matplotlib"},
     "client": {"httpx", "tenacity", "pydantic"},
     "api": None,
@@ -188,10 +192,26 @@ def test_api_loads_no_matplotlib_torch_worker_or_cli() -> None:
 
 def test_planner_loads_nothing_but_numpy_and_pydantic() -> None:
     loaded = _loaded_after(
-        "import planner, planner.validation, planner.sizing, planner.inverse, planner.jobs",
+        "import planner, planner.validation, planner.sizing, planner.inverse",
         ("httpx", "fastapi", "sqlalchemy", "torch", "matplotlib", "rich", "jinja2", "present"),
     )
     assert loaded == []
+
+
+WEB = ("fastapi", "starlette", "httpx", "sqlalchemy", "torch")
+
+
+def test_wire_imports_no_fastapi_nor_starlette() -> None:
+    """The contract that the worker and the CLI share with the API never pulls in the API's
+    web framework: neither in any wire module's imports, nor once `wire` is loaded."""
+    graph = import_graph(ROOT, PACKAGES)
+    wire_modules = {m: imported for m, imported in graph.items() if m.split(".")[0] == "wire"}
+    assert {"wire.jobs", "wire.worker", "wire.plans", "wire.profiles"} <= set(wire_modules)
+    imported_tops = {name.split(".")[0] for names in wire_modules.values() for name in names}
+    assert imported_tops.isdisjoint(WEB), imported_tops & set(WEB)
+    statement = "import wire, wire.jobs, wire.limits, wire.plans, wire.profiles, wire.worker"
+    assert _loaded_after(statement, WEB) == []
+    assert _loaded_after(statement, ("wire",)) != []  # the probe sees what it loads
 
 
 def test_the_cli_loads_neither_fastapi_nor_torch_nor_matplotlib_to_plan() -> None:

@@ -20,14 +20,16 @@ import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from client.base import ApiError
+from client.worker import ApiUnavailableError, WorkerClient
 from planner.document import Plan
-from planner.jobs import JobState
 from planner.validation import ValidationResult, ValidationSettings
-from worker.client import ApiUnavailableError, Claim, WorkerClient
+from wire.jobs import JobState
+from wire.worker import ClaimPublic
 
 log = logging.getLogger("worker")
 
@@ -77,7 +79,7 @@ class RunningJob:
 
 
 def _heartbeat_loop(
-    api_url: str, token: str, claim: Claim, state: RunningJob, interval_s: float
+    api_url: str, token: str, claim: ClaimPublic, state: RunningJob, interval_s: float
 ) -> None:
     """Heartbeat until the job is done; flag cancellation, or a lost lease on any refusal of
     the lease or of the credentials (the run stops at its next progress report, and the job is
@@ -86,7 +88,7 @@ def _heartbeat_loop(
         while not state.done.wait(interval_s):
             progress, message = state.latest()
             try:
-                if client.heartbeat(claim, progress, message):
+                if client.heartbeat(claim.job.id, claim.lease_id, progress, message).cancelled:
                     state.cancelled.set()
                     return
             except ApiUnavailableError as exc:  # keep the run going; the lease may still hold
@@ -133,13 +135,12 @@ def _report(call: Callable[[], Any], stop: threading.Event, what: str, deadline:
         log.warning("%s refused, the job is no longer ours: %s", what, exc)
 
 
-def lease_seconds_left(claim: Claim) -> float:
+def lease_seconds_left(claim: ClaimPublic) -> float:
     """Seconds until the claim's lease expires, by the API's clock as it answered."""
-    expires = datetime.fromisoformat(claim.lease_expires_at.replace("Z", "+00:00"))
-    return (expires - datetime.now(UTC)).total_seconds()
+    return (claim.lease_expires_at - datetime.now(UTC)).total_seconds()
 
 
-def heartbeat_interval(claim: Claim, ceiling_s: float) -> float:
+def heartbeat_interval(claim: ClaimPublic, ceiling_s: float) -> float:
     """A third of the lease the API granted (so two heartbeats may fail before it lapses), at
     most `ceiling_s`, at least HEARTBEAT_FLOOR_S."""
     return max(HEARTBEAT_FLOOR_S, min(ceiling_s, lease_seconds_left(claim) / 3))
@@ -166,7 +167,7 @@ def confined_dataset(settings: ValidationSettings, data_dir: str | None) -> Vali
 
 def run_job(
     client: WorkerClient,
-    claim: Claim,
+    claim: ClaimPublic,
     run: Runner,
     *,
     api_url: str,
@@ -181,7 +182,7 @@ def run_job(
     interval_s = heartbeat_interval(claim, heartbeat_interval_s)
     beat = threading.Thread(
         target=_heartbeat_loop,
-        name=f"heartbeat-{claim.job_id}",
+        name=f"heartbeat-{claim.job.id}",
         args=(api_url, token, claim, state, interval_s),
         daemon=True,
     )
@@ -190,7 +191,7 @@ def run_job(
     result: ValidationResult | None = None
     error: BaseException | None = None
     try:
-        settings = confined_dataset(claim.settings, data_dir)
+        settings = confined_dataset(claim.job.settings, data_dir)
         result = run(claim.plan, settings, state.report)
     except JobInterruptedError as exc:
         outcome = {"terminating": RELEASED}.get(exc.reason, exc.reason)
@@ -206,16 +207,18 @@ def run_job(
         # API would refuse this lease's report, and another worker may hold the job now
     # Final reports are retried until the lease would have expired, or SIGTERM.
     deadline = time.monotonic() + max(lease_seconds_left(claim), interval_s)
+    job_id, lease_id = claim.job.id, claim.lease_id
     if result is not None and outcome == JobState.SUCCEEDED:
         done = result
-        _report(lambda: client.complete(claim, done), stop, "complete", deadline)
+        _report(lambda: client.complete(job_id, lease_id, done), stop, "complete", deadline)
     elif error is not None:
-        text = "".join(traceback.format_exception(error))[-4000:]
+        text = "".join(traceback.format_exception(error))  # FailRequest keeps it to its limit
         retryable = not isinstance(error, NOT_RETRYABLE)
-        _report(lambda: client.fail(claim, text, retryable=retryable), stop, "fail", deadline)
+        report = partial(client.fail, job_id, lease_id, text, retryable=retryable)
+        _report(report, stop, "fail", deadline)
     elif outcome == RELEASED:
-        _report(lambda: client.release(claim), threading.Event(), "release", deadline)
-    log.info("job %s: %s", claim.job_id, outcome)
+        _report(lambda: client.release(job_id, lease_id), threading.Event(), "release", deadline)
+    log.info("job %s: %s", job_id, outcome)
     return outcome
 
 
@@ -267,7 +270,7 @@ def run_worker(
         while not stop.is_set():
             claim = _until_reachable(lambda: client.claim(worker_id), stop)
             if claim is not None:
-                log.info("job %s claimed", claim.job_id)
+                log.info("job %s claimed", claim.job.id)
                 run_job(
                     client,
                     claim,

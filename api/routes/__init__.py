@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import Response
+from typing import Annotated
+
+from fastapi import Path, Response
+
+from wire.limits import ID_CHARS
+
+# A stored id in a path (`p_...`, `j_...`, `dp_...`): as long as the database's key columns.
+Id = Annotated[str, Path(min_length=1, max_length=ID_CHARS, description="A stored id.")]
 
 
 def json_text(text: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends
 
 from api import service
-from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key, strict_json
-from api.schemas import CheckCreate
+from api.body import JsonBody
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key
 from planner import CheckResult, Plan, check_plan
+from wire.plans import CheckCreate
+
+BODY = JsonBody(CheckCreate)
 
 router = APIRouter(
     prefix="/v1/checks",
@@ -21,9 +26,11 @@ router = APIRouter(
     "",
     response_model=CheckResult,
     responses={404: {"description": "compare_plan_id names no stored plan"}},
-    dependencies=[strict_json(CheckCreate)],
+    openapi_extra=BODY.openapi,
 )
-def create_check(body: CheckCreate, db: DbDep, clock: ClockDep) -> CheckResult:
+def create_check(
+    body: Annotated[CheckCreate, Depends(BODY)], db: DbDep, clock: ClockDep
+) -> CheckResult:
     """Plan `request` (stored like `POST /v1/plans`) and hold it to `limits`:
     `{passed, violations: [{limit, allowed, actual}], plan, compared_to, changes}`.
     A failed check is still a 200: `passed` says so."""

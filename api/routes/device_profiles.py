@@ -11,10 +11,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from api import crud, service
-from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key, strict_json
+from api.body import JsonBody
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key
 from api.errors import NotFoundError
-from api.schemas import MAX_OFFSET, DeviceProfilePublic, DeviceProfilesPublic, Id
+from api.routes import Id
 from planner.device import DeviceProfile
+from wire.limits import MAX_OFFSET, PAGE_SIZE
+from wire.profiles import DeviceProfilePublic, DeviceProfilesPublic
+
+BODY = JsonBody(DeviceProfile)
 
 router = APIRouter(
     prefix="/v1/device-profiles",
@@ -29,10 +34,13 @@ router = APIRouter(
     status_code=201,
     response_model=DeviceProfilePublic,
     responses={422: {"description": "A field of the profile is invalid (named in loc)"}},
-    dependencies=[strict_json(DeviceProfile)],
+    openapi_extra=BODY.openapi,
 )
 def create_device_profile(
-    profile: DeviceProfile, db: DbDep, clock: ClockDep, response: Response
+    profile: Annotated[DeviceProfile, Depends(BODY)],
+    db: DbDep,
+    clock: ClockDep,
+    response: Response,
 ) -> DeviceProfilePublic:
     """Store a profile under its key (device name, dtype, torch version): 201, the stored
     profile with its `id`; a newer profile of the same key replaces the older."""
@@ -47,7 +55,7 @@ def create_device_profile(
 @router.get("", response_model=DeviceProfilesPublic)
 def list_device_profiles(
     db: DbDep,
-    limit: Annotated[int, Query(ge=1, le=100, description="Profiles per page.")] = 20,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE, description="Profiles per page.")] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Profiles to skip.")] = 0,
 ) -> DeviceProfilesPublic:
     """Stored profiles, the most recently measured first."""

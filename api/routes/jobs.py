@@ -8,19 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api import crud, queue, service
+from api.body import JsonBody
 from api.db import Database
-from api.deps import (
-    API_KEY_RESPONSES,
-    ClockDep,
-    DbDep,
-    SettingsDep,
-    require_api_key,
-    strict_json,
-)
+from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, SettingsDep, require_api_key
 from api.errors import NotFoundError
-from api.models import JobState
-from api.routes import json_text
-from api.schemas import MAX_OFFSET, Id, JobCreate, JobPublic, JobsPublic
+from api.routes import Id, json_text
+from wire.jobs import JobCreate, JobPublic, JobsPublic, JobState
+from wire.limits import MAX_OFFSET, PAGE_SIZE
+
+BODY = JsonBody(JobCreate)
 
 router = APIRouter(
     prefix="/v1/jobs",
@@ -35,10 +31,14 @@ router = APIRouter(
     status_code=202,
     response_model=JobPublic,
     responses={404: {"description": "plan_id names no stored plan"}},
-    dependencies=[strict_json(JobCreate)],
+    openapi_extra=BODY.openapi,
 )
 def create_job(
-    body: JobCreate, db: DbDep, clock: ClockDep, settings: SettingsDep, response: Response
+    body: Annotated[JobCreate, Depends(BODY)],
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> JobPublic:
     """Queue a validation job for a stored plan (`plan_id`) or a plan request (`plan_request`,
     planned and stored first). Answers 202 with the queued job."""
@@ -70,7 +70,7 @@ def list_jobs(
     db: DbDep,
     clock: ClockDep,
     state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
-    limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE, description="Jobs per page.")] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Jobs to skip.")] = 0,
 ) -> JobsPublic:
     """Jobs, newest first: `{data: [job, ...], count}`. A job whose lease ran out shows as

@@ -14,19 +14,21 @@ import json
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import crud, service
+from api.body import JsonBody, read_json
 from api.cache import ReadCache
 from api.db import Database
-from api.deps import API_KEY_RESPONSES, DbDep, require_api_key, strict_json
+from api.deps import API_KEY_RESPONSES, DbDep, require_api_key
 from api.errors import NotFoundError
-from api.routes import json_text
-from api.schemas import MAX_OFFSET, PLAN_REQUEST_EXAMPLE, Id, PlansPublic
+from api.routes import Id, json_text
 from planner import Plan, PlanRequest
 from present.report import render_report
+from wire.limits import MAX_OFFSET, PAGE_SIZE
+from wire.plans import PLAN_REQUEST_EXAMPLE, PlansPublic
 
 router = APIRouter(
     prefix="/v1/plans",
@@ -55,6 +57,7 @@ PLAN_EXAMPLES = {
 }
 
 
+BODY = JsonBody(PlanRequest, examples=PLAN_EXAMPLES)
 MEMO_BODY_BYTES = 16_384  # request bodies up to this size keep their plan id in the read cache
 
 
@@ -63,38 +66,42 @@ MEMO_BODY_BYTES = 16_384  # request bodies up to this size keep their plan id in
     status_code=201,
     response_model=Plan,
     responses={422: {"description": "A field of the request is invalid (named in loc)"}},
-    dependencies=[strict_json(PlanRequest)],
+    openapi_extra=BODY.openapi,
 )
-async def create_plan(
-    request: Annotated[PlanRequest, Body(openapi_examples=PLAN_EXAMPLES)],
-    http: Request,
-) -> Response:
+async def create_plan(body: Annotated[bytes, Depends(read_json)], http: Request) -> Response:
     """Plan a request, or return the stored plan of the same normalised request (201 both)."""
     # The app's parts from `http.app.state`, not as dependencies: FastAPI's cost per dependency
     # is a large part of a cached read (docs/benchmarks.md).
     db: Database = http.app.state.db
     cache: ReadCache = http.app.state.cache
+    # The same bytes plan to the same id: bytes already validated and planned need neither again.
+    plan_id: str | None = cache.get(("plan id", body))
     document: str | None = None
-    if not isinstance(request.hardware.device_profile, str):  # else: read the profile first
-        body = await http.body()  # the same bytes plan to the same id: resolve them once
-        plan_id = cache.get(("plan id", body))
-        if plan_id is None:
-            plan_id = service.plan_id_of(request, loc=["body"])
-            if len(body) <= MEMO_BODY_BYTES:
-                cache.put(("plan id", body), plan_id)
+    if plan_id is not None:
+        document = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
+    if document is not None:
+        return json_text(document, 201, {"Location": f"/v1/plans/{plan_id}"})
+    request = BODY.parse(body)
+    # A stored profile's id is read first (in get_or_create_plan), and such bytes are never
+    # memoised: a newer measurement of the same device replaces the profile's numbers.
+    memo = not isinstance(request.hardware.device_profile, str)
+    if memo:
+        plan_id = service.plan_id_of(request, loc=["body"])
         document = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
     if document is None:  # a new plan, or a stored profile to read: in the thread pool
         plan_id, created = await run_in_threadpool(
             service.get_or_create_plan, db, request, loc=["body"], now=http.app.state.clock()
         )
         document = created
+    if memo and len(body) <= MEMO_BODY_BYTES:
+        cache.put(("plan id", body), plan_id)
     return json_text(document, 201, {"Location": f"/v1/plans/{plan_id}"})
 
 
 @router.get("", response_model=PlansPublic)
 def list_plans(
     db: DbDep,
-    limit: Annotated[int, Query(ge=1, le=100, description="Plans per page.")] = 20,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE, description="Plans per page.")] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Plans to skip.")] = 0,
 ) -> Response:
     """Stored plans, newest first: `{data: [plan, ...], count}`."""

@@ -13,33 +13,30 @@ nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import ValidationError
 
-from api import crud, queue, service
-from api.deps import (
-    WORKER_RESPONSES,
-    ClockDep,
-    DbDep,
-    SettingsDep,
-    require_worker_token,
-    strict_json,
-)
-from api.schemas import (
+from api import queue, service
+from api.body import JsonBody
+from api.deps import WORKER_RESPONSES, ClockDep, DbDep, SettingsDep, require_worker_token
+from api.routes import Id
+from wire.jobs import JobPublic, JobState
+from wire.worker import (
     ClaimPublic,
     ClaimRequest,
     CompleteRequest,
     FailRequest,
     HeartbeatPublic,
     HeartbeatRequest,
-    Id,
-    JobPublic,
     ReleaseRequest,
 )
-from planner import Plan
-from planner.jobs import JobState
+
+CLAIM_BODY = JsonBody(ClaimRequest)
+HEARTBEAT_BODY = JsonBody(HeartbeatRequest)
+COMPLETE_BODY = JsonBody(CompleteRequest)
+FAIL_BODY = JsonBody(FailRequest)
+RELEASE_BODY = JsonBody(ReleaseRequest)
 
 router = APIRouter(
     prefix="/v1/worker",
@@ -67,10 +64,10 @@ def _expire(db: DbDep, clock: ClockDep) -> None:
     "/claim",
     response_model=ClaimPublic,
     responses={204: {"description": "No job is queued"}},
-    dependencies=[strict_json(ClaimRequest)],
+    openapi_extra=CLAIM_BODY.openapi,
 )
 def claim(
-    body: ClaimRequest,
+    body: Annotated[ClaimRequest, Depends(CLAIM_BODY)],
     db: DbDep,
     clock: ClockDep,
     settings: SettingsDep,
@@ -78,35 +75,24 @@ def claim(
     """Claim the oldest queued job under a fresh lease (attempts + 1); 204 when none waits.
     A job whose stored plan or settings no longer read (stored by an older version) fails with
     the reason, and the next job is claimed: one bad row never stalls the queue."""
-    with db.write() as session:
-        while True:
-            now = clock()
-            job = queue.claim_next_job(
-                session, worker_id=body.worker_id, now=now, lease_seconds=settings.lease_seconds
-            )
-            if job is None:
-                return Response(status_code=204)
-            plan_json = crud.get_plan_json(session, plan_id=job.plan_id)
-            assert plan_json is not None and job.lease_id and job.lease_expires_at
-            try:
-                return ClaimPublic(
-                    job=service.job_public(job),
-                    plan=Plan.model_validate_json(plan_json),
-                    lease_id=job.lease_id,
-                    lease_expires_at=job.lease_expires_at,
-                )
-            except ValidationError as exc:
-                queue.fail_unreadable(job, f"stored plan or settings unreadable: {exc}", now=now)
+    claimed = service.claim_job(
+        db, worker_id=body.worker_id, now=clock(), lease_seconds=settings.lease_seconds
+    )
+    return claimed if claimed is not None else Response(status_code=204)
 
 
 @router.post(
     "/jobs/{job_id}/heartbeat",
     response_model=HeartbeatPublic,
     responses=STALE,
-    dependencies=[strict_json(HeartbeatRequest)],
+    openapi_extra=HEARTBEAT_BODY.openapi,
 )
 def heartbeat(
-    job_id: Id, body: HeartbeatRequest, db: DbDep, clock: ClockDep, settings: SettingsDep
+    job_id: Id,
+    body: Annotated[HeartbeatRequest, Depends(HEARTBEAT_BODY)],
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
 ) -> HeartbeatPublic:
     """Renew the lease and report progress (0..1); `cancelled: true` means stop now."""
     _expire(db, clock)
@@ -129,9 +115,14 @@ def heartbeat(
     "/jobs/{job_id}/complete",
     response_model=JobPublic,
     responses=STALE,
-    dependencies=[strict_json(CompleteRequest)],
+    openapi_extra=COMPLETE_BODY.openapi,
 )
-def complete(job_id: Id, body: CompleteRequest, db: DbDep, clock: ClockDep) -> JobPublic:
+def complete(
+    job_id: Id,
+    body: Annotated[CompleteRequest, Depends(COMPLETE_BODY)],
+    db: DbDep,
+    clock: ClockDep,
+) -> JobPublic:
     """Store the job's result (succeeded); the plan gains its calibrated projection."""
     _expire(db, clock)
     return service.complete_job(
@@ -143,9 +134,11 @@ def complete(job_id: Id, body: CompleteRequest, db: DbDep, clock: ClockDep) -> J
     "/jobs/{job_id}/fail",
     response_model=JobPublic,
     responses=STALE,
-    dependencies=[strict_json(FailRequest)],
+    openapi_extra=FAIL_BODY.openapi,
 )
-def fail(job_id: Id, body: FailRequest, db: DbDep, clock: ClockDep) -> JobPublic:
+def fail(
+    job_id: Id, body: Annotated[FailRequest, Depends(FAIL_BODY)], db: DbDep, clock: ClockDep
+) -> JobPublic:
     """Report an error: requeued when `retryable` and attempts remain, else failed."""
     _expire(db, clock)
     with db.write() as session:
@@ -165,9 +158,14 @@ def fail(job_id: Id, body: FailRequest, db: DbDep, clock: ClockDep) -> JobPublic
     "/jobs/{job_id}/release",
     response_model=JobPublic,
     responses=STALE,
-    dependencies=[strict_json(ReleaseRequest)],
+    openapi_extra=RELEASE_BODY.openapi,
 )
-def release(job_id: Id, body: ReleaseRequest, db: DbDep, clock: ClockDep) -> JobPublic:
+def release(
+    job_id: Id,
+    body: Annotated[ReleaseRequest, Depends(RELEASE_BODY)],
+    db: DbDep,
+    clock: ClockDep,
+) -> JobPublic:
     """Give the job back (e.g. on SIGTERM): queued again, this attempt not counted."""
     _expire(db, clock)
     with db.write() as session:

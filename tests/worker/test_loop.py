@@ -1,4 +1,5 @@
-"""The worker loop against a small in-process fake of the API's worker protocol."""
+"""The worker loop against a small in-process fake of the API's worker protocol (answers built
+from the wire models, as the API's are)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from client.worker import WorkerAuthError
 from planner import plan
-from planner.validation import ValidationResult
-from worker.client import WorkerAuthError
+from planner.validation import ValidationResult, ValidationSettings
+from wire.jobs import JobPublic, JobState
+from wire.limits import ERROR_CHARS
+from wire.worker import ClaimPublic, HeartbeatPublic
 from worker.loop import run_worker
 
 TOKEN = "secret-token"
@@ -52,6 +56,28 @@ RESULT = ValidationResult(
 )
 
 
+def job_document(job_id: str, settings: dict, state: JobState = JobState.RUNNING) -> JobPublic:
+    now = datetime.now(UTC)
+    return JobPublic(
+        id=job_id,
+        plan_id=PLAN.id,
+        state=state,
+        attempts=1,
+        max_attempts=3,
+        progress=0.0,
+        progress_message=None,
+        settings=ValidationSettings.model_validate(settings),
+        result=None,
+        error=None,
+        worker_id="w",
+        lease_expires_at=None,
+        created_at=now,
+        started_at=now,
+        finished_at=None,
+        updated_at=now,
+    )
+
+
 class FakeApi:
     """Queue of job ids; records every request; behaviours switchable per test."""
 
@@ -75,21 +101,23 @@ class FakeApi:
                     return 204, None
                 job_id = self.queue.pop(0)
                 expires = (
-                    "2030-01-01T00:00:00Z"
+                    datetime(2030, 1, 1, tzinfo=UTC)
                     if self.lease_s is None
-                    else (datetime.now(UTC) + timedelta(seconds=self.lease_s)).isoformat()
+                    else datetime.now(UTC) + timedelta(seconds=self.lease_s)
                 )
-                return 200, {
-                    "job": {"id": job_id, "settings": self.settings},
-                    "plan": PLAN.model_dump(mode="json"),
-                    "lease_id": "L-" + job_id,
-                    "lease_expires_at": expires,
-                }
+                claim = ClaimPublic(
+                    job=job_document(job_id, self.settings),
+                    plan=PLAN,
+                    lease_id="L-" + job_id,
+                    lease_expires_at=expires,
+                )
+                return 200, claim.model_dump(mode="json")
             if self.lease_conflict:
                 return 409, {"detail": "lease not current"}
             if path.endswith("/heartbeat"):
-                return 200, {"cancelled": self.cancel, "lease_expires_at": None}
-            return 200, {"id": path.split("/")[4]}
+                beat = HeartbeatPublic(cancelled=self.cancel, lease_expires_at=None)
+                return 200, beat.model_dump(mode="json")
+            return 200, job_document(path.split("/")[4], self.settings).model_dump(mode="json")
 
     def paths(self, suffix: str) -> list[dict]:
         with self.lock:
@@ -174,6 +202,17 @@ def test_failure_is_reported_with_retryable_flag(api) -> None:
     run_worker(url, TOKEN, once=True, heartbeat_interval_s=0.05, run=broken)
     (fail,) = fake.paths("/fail")
     assert fail["retryable"] is True and "CUDA out of memory" in fail["error"]
+
+
+def test_a_long_failure_is_kept_to_the_limit_the_api_keeps(api) -> None:
+    fake, url = api
+
+    def broken(plan, settings, progress):
+        raise RuntimeError("x" * (2 * ERROR_CHARS))
+
+    run_worker(url, TOKEN, once=True, run=broken)
+    (fail,) = fake.paths("/fail")
+    assert len(fail["error"]) == ERROR_CHARS and fail["error"].startswith("Traceback")
 
 
 def test_bad_input_is_not_retryable(api) -> None:

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
 from api.main import create_app  # noqa: E402
 from api.settings import Settings  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from tests.servers import served  # noqa: E402
 from worker.loop import run_worker  # noqa: E402
 from worker.validate import run_validation  # noqa: E402
 
@@ -36,21 +36,8 @@ def api_url(tmp_path) -> Iterator[str]:
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'ltd.db'}", worker_token=TOKEN, lease_seconds=30
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(settings)) as url:
+        yield url
 
 
 def _paced_validation(plan, settings, progress):

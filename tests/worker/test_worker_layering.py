@@ -7,7 +7,7 @@ import sys
 
 CODE = """
 import sys
-import worker.validate, worker.loop, worker.client, worker.distributed
+import worker.validate, worker.loop, worker.distributed, client.worker
 bad = sorted(m for m in sys.modules
              if m.split(".")[0] in ("api", "sqlalchemy", "fastapi", "alembic", "psycopg"))
 print(",".join(bad))

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from wire.limits import ERROR_CHARS, MESSAGE_CHARS
+
 LEASE_S = 30  # the `settings` fixture's lease
 
 
@@ -217,9 +219,9 @@ def test_long_texts_are_kept_short_not_refused(client, worker, queued_job):
     lease = claim(worker)["lease_id"]
     beat = worker("heartbeat", queued_job, lease_id=lease, progress=0.1, message="m" * 5000)
     assert beat.status_code == 200
-    assert len(client.get(f"/v1/jobs/{queued_job}").json()["progress_message"]) == 2000
+    assert len(client.get(f"/v1/jobs/{queued_job}").json()["progress_message"]) == MESSAGE_CHARS
     failed = worker("fail", queued_job, lease_id=lease, error="e" * 30_000, retryable=False)
-    assert len(failed.json()["error"]) == 20_000
+    assert len(failed.json()["error"]) == ERROR_CHARS
 
 
 def test_unknown_job_is_404(worker):

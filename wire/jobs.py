@@ -1,4 +1,5 @@
-"""Validation jobs as every party sees them: the state machine and the job document.
+"""Validation jobs as every party sees them: the state machine, the job document, and the
+bodies that submit and list jobs.
 
 The API stores and serves jobs, the worker runs them, the CLI follows them; all three read the
 same `JobState` and `JobPublic`, defined here once (pure pydantic, no database).
@@ -9,9 +10,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from planner import PlanRequest
 from planner.validation import ValidationResult, ValidationSettings
+from wire.limits import ID_CHARS
+from wire.plans import PLAN_REQUEST_EXAMPLE
 
 
 class JobState(enum.StrEnum):
@@ -56,3 +60,35 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+
+
+class JobCreate(BaseModel):
+    """A validation job for a stored plan (`plan_id`) or for a plan request (`plan_request`,
+    planned and stored first): exactly one of the two."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "plan_request": PLAN_REQUEST_EXAMPLE,
+                    "settings": {"mode": "throughput"},
+                }
+            ]
+        },
+    )
+
+    plan_id: str | None = Field(None, max_length=ID_CHARS)
+    plan_request: PlanRequest | None = None
+    settings: ValidationSettings = Field(default_factory=ValidationSettings)
+
+    @model_validator(mode="after")
+    def _exactly_one_plan(self) -> JobCreate:
+        if (self.plan_id is None) == (self.plan_request is None):
+            raise ValueError("give exactly one of plan_id and plan_request")
+        return self
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int = Field(description="Jobs matching the filter in all.")
