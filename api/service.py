@@ -17,7 +17,8 @@ from api.models import DeviceProfileRow, JobRow, JobState
 from api.schemas import DeviceProfilePublic, JobPublic
 from planner import Plan, PlanInputError, PlanRequest, plan, resolve
 from planner.device import DeviceProfile
-from planner.validation import ValidationResult, ValidationSettings, calibrate
+from planner.calibration import calibrate
+from planner.validation import ValidationResult, ValidationSettings
 
 log = logging.getLogger("api")
 

@@ -10,13 +10,14 @@ validation measurements that judge the model.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
-from functools import cache
+from functools import cache, cached_property
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.gpus import GPU_PRESETS
 
@@ -26,21 +27,16 @@ MATMUL_WIDTHS = (256, 1024, 4096, 16384)
 ATTENTION_LENGTHS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
 
-class _LogGrids:
-    """A profile's grids in log space. Derived from its fields, so two profiles with equal
-    fields have equal grids (the comparison pydantic makes of private attributes)."""
+class LogGrids:
+    """A profile's grids in log space, as plain arrays (interpolation runs on every plan)."""
 
     def __init__(self, p: DeviceProfile) -> None:
         self.rows = np.log(np.asarray(p.matmul_rows, dtype=np.float64))
-        self.widths = np.log(np.asarray(p.matmul_widths, dtype=np.float64))
+        self.widths = [float(w) for w in np.log(np.asarray(p.matmul_widths, dtype=np.float64))]
         self.matmul = np.log(np.asarray(p.matmul_tflops, dtype=np.float64) * 1e12)
+        self.columns = [np.ascontiguousarray(col) for col in self.matmul.T]  # by width
         self.lengths = np.log(np.asarray(p.attention_lengths, dtype=np.float64))
         self.attention = np.log(np.asarray(p.attention_tflops, dtype=np.float64) * 1e12)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _LogGrids)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 GridSize = Annotated[int, Field(ge=1, le=2**40)]
@@ -104,9 +100,6 @@ class DeviceProfile(BaseModel):
         None, ge=0, le=1e6, description="Measured AdamW + clipping time per parameter tensor, µs."
     )
 
-    # The grids in log space, computed once: interpolation runs on every plan.
-    _log: _LogGrids = PrivateAttr()
-
     @model_validator(mode="after")
     def _grids(self) -> DeviceProfile:
         for name in ("matmul_rows", "matmul_widths", "attention_lengths"):
@@ -120,8 +113,12 @@ class DeviceProfile(BaseModel):
             raise ValueError("matmul_tflops: must be len(matmul_rows) x len(matmul_widths)")
         if len(self.attention_tflops) != len(self.attention_lengths):
             raise ValueError("attention_tflops: must have one rate per attention length")
-        self._log = _LogGrids(self)  # only once the grids are known to be sound
         return self
+
+    @cached_property
+    def log_grids(self) -> LogGrids:
+        """The grids in log space, computed once (after validation: they are sound)."""
+        return LogGrids(self)
 
     @property
     def id(self) -> str:
@@ -133,22 +130,25 @@ class DeviceProfile(BaseModel):
         """Achieved FLOP/s of a GEMM with `rows` rows and inner/outer width `width` (for a
         (M x K) @ (K x N) GEMM, width = sqrt(K N)): bilinear in log size and log rate over the
         grid, held at the edges."""
-        lr, lw, table = self._log.rows, self._log.widths, self._log.matmul
+        grids = self.log_grids
+        lr, lw = grids.rows, grids.widths
         x = np.log(np.asarray(rows, dtype=np.float64))
         x = np.minimum(np.maximum(x, lr[0]), lr[-1])
         y = min(max(math.log(float(width)), lw[0]), lw[-1])
         i = np.minimum(np.searchsorted(lr, x, side="right") - 1, len(lr) - 2)
-        j = min(int(np.searchsorted(lw, y, side="right")) - 1, len(lw) - 2)
+        j = min(bisect.bisect_right(lw, y) - 1, len(lw) - 2)
         tx, ty = (x - lr[i]) / (lr[i + 1] - lr[i]), (y - lw[j]) / (lw[j + 1] - lw[j])
-        top = table[i, j] * (1 - ty) + table[i, j + 1] * ty
-        bottom = table[i + 1, j] * (1 - ty) + table[i + 1, j + 1] * ty
+        left, right = grids.columns[j], grids.columns[j + 1]
+        top = left[i] * (1 - ty) + right[i] * ty
+        bottom = left[i + 1] * (1 - ty) + right[i + 1] * ty
         return np.exp(top * (1 - tx) + bottom * tx)
 
     def attention_flops_per_s(self, length: np.ndarray) -> np.ndarray:
         """Achieved FLOP/s of fused causal attention at `length` tokens (log-log, held at the
         edges)."""
         x = np.log(np.maximum(np.asarray(length, dtype=np.float64), 1.0))
-        return np.exp(np.interp(x, self._log.lengths, self._log.attention))
+        grids = self.log_grids
+        return np.exp(np.interp(x, grids.lengths, grids.attention))
 
 
 class BuiltinConstants(BaseModel):

@@ -9,8 +9,10 @@ published counts for every preset (within 2%).
 from __future__ import annotations
 
 import difflib
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -124,13 +126,16 @@ class ModelShape(BaseModel):
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
-    @property
-    def head_tokens(self) -> int:
-        """Tokens the output head runs on: every position, but only the CLS token for vit."""
-        return 1 if self.arch == "vit" else self.seq_len
+    def head_tokens(self, seq_len: np.ndarray | int | None = None) -> np.ndarray | int:
+        """Tokens the output head runs on per sequence of `seq_len` tokens (S by default, or
+        curriculum learning's c): every position, but only the CLS token for vit. The one place
+        this rule lives."""
+        if self.arch == "vit":
+            return 1
+        return self.seq_len if seq_len is None else seq_len
 
     @computed_field(description="Trainable parameters, counted from the shape.")  # type: ignore[prop-decorator]
-    @property
+    @cached_property
     def num_params(self) -> int:
         return count_params(self)
 

@@ -13,24 +13,23 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
-from planner.budget import (
-    Accounting,
-    StepProfile,
-    baseline_steps_for_tokens,
-    constant_profile,
-    profile_for_steps,
-    profile_until,
-)
 from planner.curriculum import CurriculumConfig
 from planner.deepspeed import parse_deepspeed_config
-from planner.errors import PlanInputError, input_error_from
+from planner.errors import PlanInputError
 from planner.hardware import HardwareConfig
 from planner.lr import LRConfig
 from planner.models import ModelShape, resolve_model
 from planner.request import MAX_TRAIN_STEPS, PlanRequest
+from planner.run import (
+    Counters,
+    Run,
+    baseline_steps_for_tokens,
+    constant_run,
+    run_for_steps,
+    run_until,
+)
 from planner.schedule import RandomLTDConfig, default_ltd_layer_ids
+from planner.typed import changed
 
 # Part of every plan id: a change to how figures are projected gives new ids, so that plans
 # stored under the old method are not served as if they were computed with the new one.
@@ -69,6 +68,11 @@ class Resolved:
             "lr": self.lr.model_dump() if self.lr else None,
             "projection": PROJECTION_VERSION,
         }
+
+    @property
+    def num_ltd_layers(self) -> int:
+        """Layers that drop tokens (the ids are explicit once resolved; none: CL alone)."""
+        return len(self.ltd.layer_ids or ())
 
     @property
     def plan_id(self) -> str:
@@ -152,15 +156,12 @@ def resolve(req: PlanRequest) -> Resolved:
         else ("deepspeed_config.data_efficiency.data_routing.random_ltd")
     )
     if overrides:
-        try:
-            cfg = RandomLTDConfig.model_validate({**cfg.model_dump(), **overrides})
-        except ValidationError as exc:
-            raise input_error_from(exc, prefix="random_ltd") from None
+        cfg = changed(cfg, field="random_ltd", **overrides)
     if cfg.max_value > S:
         raise PlanInputError(
             f"{field}.max_value", f"({cfg.max_value}) exceeds the model's seq_len ({S})"
         )
-    cfg = cfg.model_copy(update={"layer_ids": _layer_ids(cfg, model, field)})
+    cfg = changed(cfg, field=field, layer_ids=_layer_ids(cfg, model, field))
     return _resolved(req, model, G, cfg, baseline_steps, curriculum, reorder)
 
 
@@ -197,31 +198,34 @@ def _ltd_stop(
 
 @dataclass(frozen=True)
 class Runs:
-    """The two runs of a plan as step profiles, with the counters each keeps."""
+    """The two runs of a plan."""
 
     resolved: Resolved
-    baseline: StepProfile
-    baseline_acc: Accounting
-    ltd: StepProfile
-    ltd_acc: Accounting
+    baseline: Run
+    ltd: Run
 
 
-def build_runs(r: Resolved) -> Runs:
-    m, G, cl = r.model, r.global_batch_size, r.curriculum
-    base_acc = Accounting(G, m.seq_len, m.num_layers, 0, m.seq_len)
-    reshape = r.hardware.micro_batch_size if cl is not None and cl.reshape else None
-    L_ltd = len(r.ltd.layer_ids or ())
-    ltd_acc = Accounting(G, m.seq_len, m.num_layers, L_ltd, r.ltd.max_value, reshape)
-    baseline = constant_profile(r.baseline_steps, m.seq_len)
+def build_runs(res: Resolved) -> Runs:
+    """The baseline (dense, `baseline_steps`) and the random-LTD run (stopped by `ltd_stop`)."""
+    m, G, cl = res.model, res.global_batch_size, res.curriculum
+    baseline = constant_run(res.baseline_steps, Counters(m, G, 0, m.seq_len))
+    counters = Counters(
+        m,
+        G,
+        res.num_ltd_layers,
+        res.ltd.max_value,
+        length_curriculum=cl is not None,
+        reshape_micro_batch=res.hardware.micro_batch_size
+        if cl is not None and cl.reshape
+        else None,
+    )
     multiple = BERT_SEQLEN_MULTIPLE if m.arch == "bert" else 1
-    if r.ltd_stop in ("equal_steps", "ltd_train_steps"):
-        ltd = profile_for_steps(r.ltd, r.ltd_target, cl, multiple)
-    elif r.ltd_stop == "ltd_train_tokens":
-        ltd = profile_until(r.ltd, ltd_acc.effective_tokens, r.ltd_target, cl, multiple)
-    elif cl is not None:  # equal compute: the LayerTokens each layer really processed
-        ltd = profile_until(r.ltd, ltd_acc.actual_layer_tokens, r.ltd_target, cl, multiple)
-    else:
-        ltd = profile_until(r.ltd, ltd_acc.layer_tokens, r.ltd_target)
+    if res.ltd_stop in ("equal_steps", "ltd_train_steps"):
+        ltd = run_for_steps(res.ltd, counters, res.ltd_target, cl, multiple)
+    elif res.ltd_stop == "ltd_train_tokens":
+        ltd = run_until(res.ltd, counters, counters.effective_tokens, res.ltd_target, cl, multiple)
+    else:  # equal compute: the LayerTokens the plan reports (the actual ones with CL)
+        ltd = run_until(res.ltd, counters, counters.layer_tokens, res.ltd_target, cl, multiple)
     if ltd.num_steps > MAX_TRAIN_STEPS:
-        raise PlanInputError(r.ltd_stop, f"implies {ltd.num_steps:,} steps (max 10^10)")
-    return Runs(r, baseline, base_acc, ltd, ltd_acc)
+        raise PlanInputError(res.ltd_stop, f"implies {ltd.num_steps:,} steps (max 10^10)")
+    return Runs(res, baseline, ltd)

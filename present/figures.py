@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import Any
 
 import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
 
 from planner.document import Plan
-from planner.flops import step_flops, step_flops_composed
-from planner.lr import learning_rate_at
 from planner.resolve import Runs
+from planner.run import Run
 
 MAX_POINTS = 2000
 # Figures are built without pyplot (no global figure registry); rcParams are still global, so
@@ -33,42 +31,25 @@ def _steps(num_steps: int) -> np.ndarray:
 
 def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
     """Sampled per-step figures of both runs (steps, length, cumulative LayerTokens/FLOPs, lr)."""
-    r = runs.resolved
+    res = runs.resolved
     out: dict[str, dict[str, np.ndarray]] = {}
-    for name, prof, acc in (
-        ("baseline", runs.baseline, runs.baseline_acc),
-        ("random_ltd", runs.ltd, runs.ltd_acc),
-    ):
-        steps = _steps(prof.num_steps)
-        lengths = prof.at(steps)
+    for name, run in (("baseline", runs.baseline), ("random_ltd", runs.ltd)):
+        steps = _steps(run.num_steps)
+        at = run.series(steps, res.lr)
 
-        def flops(x: np.ndarray, c: np.ndarray | None, acc: Any = acc) -> np.ndarray:
-            if c is not None:  # curriculum learning: full layers at c, dropping at min(r, c)
-                return step_flops_composed(
-                    x.astype(np.float64), c.astype(np.float64), r.model,
-                    rows=acc.rows(c), num_ltd_layers=acc.num_ltd_layers,
-                )  # fmt: skip
-            return np.asarray(
-                step_flops(
-                    x.astype(np.float64),
-                    r.model,
-                    global_batch_size=acc.global_batch_size,
-                    num_ltd_layers=acc.num_ltd_layers,
-                )
-            )
+        def flops(r: np.ndarray, c: np.ndarray, run: Run = run) -> np.ndarray:
+            return run.counters.step_flops(r.astype(np.float64), c.astype(np.float64))
 
-        layer_tokens = acc.layer_tokens if prof.seqlens is None else acc.actual_layer_tokens
         data = {
             "step": steps,
-            "reserved_length": lengths,
-            "cumulative_layer_tokens": prof.cumulative(layer_tokens, steps),
-            "cumulative_flops": prof.cumulative(flops, steps, dtype=np.float64),
+            "reserved_length": at.reserved_length,
+            "cumulative_layer_tokens": at.cumulative_layer_tokens,
+            "cumulative_flops": run.cumulative(flops, steps, dtype=np.float64),
         }
-        seqlens = prof.seqlen_at(steps)
-        if seqlens is not None:
-            data["curriculum_seqlen"] = seqlens
-        if r.lr is not None:
-            data["lr"] = learning_rate_at(prof, acc, steps, r.lr)
+        if run.counters.length_curriculum:
+            data["curriculum_seqlen"] = at.seqlen
+        if at.lr is not None:
+            data["lr"] = at.lr
         out[name] = data
     return out
 

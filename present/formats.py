@@ -19,7 +19,6 @@ from rich.table import Table
 from planner.check import CheckResult
 from planner.document import Plan
 from planner.jobs import JobPublic, JobState
-from planner.lr import learning_rate_at
 from planner.resolve import Runs
 from planner.validation import ValidationResult
 
@@ -182,24 +181,22 @@ SCHEDULE_COLUMNS = (
 
 
 def schedule_columns(runs: Runs, steps: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-step figures of the random-LTD run at the given steps (cumulatives include the step)."""
-    prof, acc = runs.ltd, runs.ltd_acc
-    r, c = prof.at(steps), prof.seqlen_at(steps)
-    # With curriculum learning, the LayerTokens each layer really processed (plan's figure).
-    layer_tokens = acc.layer_tokens if c is None else acc.actual_layer_tokens
+    """The CSV's columns: the random-LTD run's series at `steps` (cumulatives include the
+    step); `lr` with a learning-rate schedule, `curriculum_seqlen` and `dropping` with CL."""
+    series = runs.ltd.series(steps, runs.resolved.lr)
     cols = {
-        "step": steps,
-        "reserved_length": r,
-        "layer_tokens": layer_tokens(r, c),
-        "cumulative_layer_tokens": prof.cumulative(layer_tokens, steps),
-        "effective_tokens": acc.effective_tokens(r, c),
-        "cumulative_effective_tokens": prof.cumulative(acc.effective_tokens, steps),
+        "step": series.step,
+        "reserved_length": series.reserved_length,
+        "layer_tokens": series.layer_tokens,
+        "cumulative_layer_tokens": series.cumulative_layer_tokens,
+        "effective_tokens": series.effective_tokens,
+        "cumulative_effective_tokens": series.cumulative_effective_tokens,
     }
-    if runs.resolved.lr is not None:
-        cols["lr"] = learning_rate_at(prof, acc, steps, runs.resolved.lr)
-    if c is not None:
-        cols["curriculum_seqlen"] = c
-        cols["dropping"] = ((r < c) & (acc.num_ltd_layers > 0)).astype(np.int64)
+    if series.lr is not None:
+        cols["lr"] = series.lr
+    if runs.ltd.counters.length_curriculum:
+        cols["curriculum_seqlen"] = series.seqlen
+        cols["dropping"] = series.dropping.astype(np.int64)
     return cols
 
 

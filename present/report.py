@@ -12,8 +12,9 @@ from typing import Any
 
 import jinja2
 
+from planner.calibration import runs_for_plan
 from planner.document import Plan
-from planner.validation import ValidationResult, runs_for_plan
+from planner.validation import ValidationResult
 from present import formats
 
 

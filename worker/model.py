@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from planner.models import ModelShape
 from planner.schedule import default_ltd_layer_ids
 from planner.sizing import padded_vocab_size
-from worker.ltd import RandomLTDLayer
+from worker.token_drop import RandomLTDLayer
 
 
 class RMSNorm(nn.Module):

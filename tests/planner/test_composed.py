@@ -49,8 +49,7 @@ def megatron_run(req: dict, cl: dict, budget: int) -> dict[str, int]:
         counter += G * ((c * (L - L_ltd) + k * L_ltd) // L)
         actual += G * (c * (L - L_ltd) + k * L_ltd)
         deepspeed += G * (r * L_ltd + r_cfg.max_value * (L - L_ltd))
-        flops += float(F.step_flops_composed(np.asarray(r), np.asarray(c), m, rows=G,
-                                             num_ltd_layers=L_ltd))  # fmt: skip
+        flops += float(F.step_flops(m, reserved=r, seqlen=c, rows=G, num_ltd_layers=L_ltd))
         steps += 1
     return {"steps": steps, "effective": counter, "actual": actual, "deepspeed": deepspeed,
             "flops": flops}  # fmt: skip
@@ -130,7 +129,7 @@ def test_reshape_keeps_about_g_times_s_tokens_a_step() -> None:
     runs = build_runs(resolve(parse_request(req)))
     # At c = 80 a micro-batch of 4 x 2049 tokens is re-cut into rows of 81: min(ceil(8196/81),
     # 4 * (2049 // 81 + 1)) = min(102, 104) = 102 rows (even), times G / 4 = 128 micro-batches.
-    assert int(runs.ltd_acc.rows(np.asarray(80))) == 102 * 128
+    assert int(runs.ltd.counters.rows(np.asarray(80))) == 102 * 128
 
 
 def test_deepspeed_config_blocks_give_the_same_plan() -> None:

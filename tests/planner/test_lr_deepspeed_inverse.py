@@ -9,8 +9,11 @@ from planner import plan
 from planner.deepspeed import parse_deepspeed_config
 from planner.errors import PlanInputError
 from planner.inverse import InverseRequest, solve
-from planner.lr import LRConfig, learning_rate, learning_rate_per_step
+from planner.lr import LRConfig, learning_rate
+from planner.models import ModelShape
 from planner.request import parse_request
+from planner.run import Counters, constant_run
+from planner.typed import changed
 
 LR = LRConfig(peak_lr=1e-3, min_lr=1e-5, warmup_tokens=1000, decay_tokens=11000)
 
@@ -21,7 +24,7 @@ def test_lr_warmup_decay_and_floor_by_hand() -> None:
     # warmup: 1e-3 * 500/1000; mid-decay x = 0.5: k = 0.5 (cos(pi/2) + 1) = 0.5.
     expected = [0.0, 5e-4, 1e-3, 1e-5 + 0.5 * (1e-3 - 1e-5), 1e-5, 1e-5]
     assert got == pytest.approx(expected)
-    linear = LR.model_copy(update={"style": "linear"})
+    linear = changed(LR, style="linear")
     # x = 0.25 -> k = 0.75
     assert float(learning_rate(3500, linear)) == pytest.approx(1e-5 + 0.75 * (1e-3 - 1e-5))
     assert float(learning_rate(3500, LR)) == pytest.approx(
@@ -30,8 +33,11 @@ def test_lr_warmup_decay_and_floor_by_hand() -> None:
 
 
 def test_lr_uses_the_counter_before_the_step() -> None:
-    lrs = learning_rate_per_step(np.array([500, 500, 500]), LR)
-    assert lrs.tolist() == pytest.approx([0.0, 5e-4, 1e-3])
+    # Three dense steps of 10 sequences of 50 tokens: 500 effective tokens each.
+    model = ModelShape(num_layers=2, hidden_size=8, num_heads=2, vocab_size=10, seq_len=50)
+    run = constant_run(3, Counters(model, 10, 0, 50))
+    lrs = run.series(np.arange(3), LR).lr
+    assert lrs is not None and lrs.tolist() == pytest.approx([0.0, 5e-4, 1e-3])
 
 
 def test_lr_config_rules() -> None:

@@ -133,9 +133,7 @@ def test_ideal_device_gives_exactly_the_flops_ratio(
     r = data.draw(st.integers(1, m.seq_len))
     shape = StepShape(m, m.num_layers - 2, micro_batch_size=mb, accumulation=acc, num_gpus=1)
     t = step_time_s(np.asarray([r, m.seq_len]), shape, ideal_profile(989.0))
-    f = F.step_flops(
-        np.asarray([r, m.seq_len]), m, global_batch_size=1, num_ltd_layers=m.num_layers - 2
-    )
+    f = F.step_flops(m, reserved=np.asarray([r, m.seq_len]), num_ltd_layers=m.num_layers - 2)
     assert t[0] / t[1] == pytest.approx(f[0] / f[1], rel=1e-12)
 
 
