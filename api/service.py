@@ -16,8 +16,8 @@ from api.errors import FieldError, NotFoundError, plan_input_error
 from api.models import DeviceProfileRow, JobRow, JobState
 from api.schemas import DeviceProfilePublic, JobPublic
 from planner import Plan, PlanInputError, PlanRequest, plan, resolve
-from planner.device import DeviceProfile
 from planner.calibration import calibrate
+from planner.device import DeviceProfile
 from planner.validation import ValidationResult, ValidationSettings
 
 log = logging.getLogger("api")

@@ -109,14 +109,12 @@ def gpu_predictions(gpu: str) -> None:
 
     from planner import build_runs, parse_request, resolve
     from planner.device import builtin_profile
-    from planner.steptime import StepShape, StepTimes, step_time_s
+    from planner.recipes import paper_run
+    from planner.steptime import StepShape
+    from planner.steptime_table import StepTimes, step_time_s
 
     profile = builtin_profile(gpu)
-    req = parse_request({
-        "model": "gpt3-1.3b", "train_batch_size": 512, "train_tokens": 300_000_000_000,
-        "ltd_train_tokens": 200_000_000_000, "random_ltd": {"require_steps": 133_333},
-        "hardware": {"gpu": gpu, "num_gpus": 64, "micro_batch_size": 4},
-    })  # fmt: skip
+    req = parse_request(paper_run(hardware={"gpu": gpu, "num_gpus": 64, "micro_batch_size": 4}))
     runs = build_runs(resolve(req))
     shape = StepShape(runs.resolved.model, 22, micro_batch_size=4, accumulation=2, num_gpus=1)
     t = step_time_s(runs.ltd.reserved, shape, profile)

@@ -19,7 +19,7 @@ from planner.errors import PlanInputError
 from planner.jobs import JobState
 from planner.resolve import build_runs, resolve
 from planner.validation import ValidationSettings
-from present import formats
+from present import job_text
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 
@@ -124,7 +124,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.format == "json":
         text = result.model_dump_json(indent=2)
     else:
-        text = formats.render_validation(plan, result, args.format)
+        text = job_text.render_validation(plan, result, args.format)
     emit(text, args.output)
     return 0
 
@@ -146,7 +146,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             return 0
         job = server.follow_job(job.id, timeout_s=args.wait_minutes * 60)
         plan = server.get_plan(job.plan_id)
-    print(formats.render_job_outcome(job, plan, args.format))
+    print(job_text.render_job_outcome(job, plan, args.format))
     return 0 if job.state == JobState.SUCCEEDED else 1
 
 

@@ -26,7 +26,8 @@ import numpy as np
 
 from planner import flops as F
 from planner.document import Calibration, Plan, request_from_plan
-from planner.hardware import cost_usd, gpu_preset_for_name, wall_clock_hours
+from planner.gpus import gpu_preset_for_name
+from planner.hardware import cost_usd, wall_clock_hours
 from planner.models import ModelShape
 from planner.resolve import Runs, build_runs, resolve
 from planner.validation import ValidationResult

@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field
 
 from planner import flops as F
 from planner.curriculum import CurriculumConfig
-from planner.deepspeed import DeepSpeedExport, export_deepspeed_config
-from planner.hardware import GPU_PRESETS, HardwareConfig, cost_usd, wall_clock_hours
+from planner.deepspeed_export import DeepSpeedExport, export_deepspeed_config
+from planner.gpus import GPUS
+from planner.hardware import HardwareConfig, cost_usd, wall_clock_hours
 from planner.lr import LRConfig
 from planner.memory import MemoryEstimate, memory_estimate
 from planner.models import ModelShape
@@ -260,8 +261,8 @@ def request_from_plan(p: Plan) -> PlanRequest:
     """A request that resolves to the same plan (same id): the plan document is enough to
     recompute it, e.g. on a worker or from a plan file."""
     hardware = p.hardware
-    preset = GPU_PRESETS.get(hardware.gpu)
-    if preset is not None and preset[0] == hardware.peak_tflops:
+    preset = GPUS.get(hardware.gpu)
+    if preset is not None and preset.peak_tflops == hardware.peak_tflops:
         hardware = changed(hardware, peak_tflops=None)  # as the request had it
     return PlanRequest(
         model=p.model.model_dump(),

@@ -13,11 +13,13 @@ import math
 import numpy as np
 from pydantic import BaseModel, Field
 
-from planner.device import BUILTIN, DeviceProfile, builtin_profile
+from planner.device import DeviceProfile, builtin_profile
 from planner.errors import PlanInputError
+from planner.gpus import GPUS
 from planner.hardware import HardwareConfig
 from planner.resolve import Runs
-from planner.steptime import StepShape, StepTimes
+from planner.steptime import StepShape
+from planner.steptime_table import StepTimes
 
 METHOD = "step_time_model"
 REFERENCE_GPU = "a100"  # the shape of a profile for a GPU without a built-in one
@@ -50,7 +52,7 @@ def device_profile_for(hw: HardwareConfig) -> DeviceProfile:
             f"{given!r} is a stored profile's id: only an ltd server can resolve it "
             "(give the profile JSON instead, e.g. --device-profile profile.json)",
         )
-    if hw.gpu in BUILTIN:
+    if hw.gpu in GPUS:
         return builtin_profile(hw.gpu)
     reference = builtin_profile(REFERENCE_GPU)
     scale = hw.peak_flops_per_s / 1e12 / (reference.peak_tflops or 1.0)

@@ -156,7 +156,9 @@ class Run:
         def moment(x: np.ndarray) -> int:
             return int(np.dot(weights, x)) if self.num_steps else 0
 
-        head = np.ones_like(c) if self.counters.model.arch == "vit" else c
+        head = np.broadcast_to(
+            np.asarray(self.counters.model.head_tokens(c), dtype=object), c.shape
+        )
         return F.LengthMoments(moment(c), moment(c * c), moment(k), moment(k * k), moment(head))
 
     def flops(self, activation_recompute: bool) -> F.RunFlops:

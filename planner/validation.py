@@ -27,10 +27,13 @@ class ValidationSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    mode: Literal["throughput", "convergence", "both", "profile"] = Field(
+    mode: Literal["throughput", "quality", "convergence", "both", "profile"] = Field(
         "throughput",
-        description="Measure step time, train both runs to equal LayerTokens, or both; or "
-        "measure the device into a device profile (`ltd profile`) that the API stores.",
+        description="throughput: measure step time across the schedule. quality: time the "
+        "steps, then train baseline and random-LTD on paired seeds (`basis`) and compare their "
+        "held-out losses with a noise band. convergence / both: one seed trained to equal "
+        "LayerTokens (without / with throughput). profile: measure the device into a device "
+        "profile (`ltd profile`) that the API stores.",
     )
     num_layers: int | None = Field(
         None, ge=3, le=1000, description="Layers to build; default: the plan's, scaled to fit."
@@ -54,6 +57,27 @@ class ValidationSettings(BaseModel):
         "auto", description="auto: bfloat16 autocast on CUDA, float32 on the CPU."
     )
     max_minutes: float = Field(10.0, gt=0, le=24 * 60, description="Time cap; scale to fit it.")
+    seeds: int = Field(
+        3, ge=2, le=50, description="Quality: paired seeds (each pair shares init and data)."
+    )
+    basis: Literal["equal_time", "equal_layer_tokens"] = Field(
+        "equal_time",
+        description="Quality: each run gets the same time on this device (step counts from the "
+        "measured step times), or the same LayerTokens (the paper's basis).",
+    )
+    batch_size: int = Field(
+        8,
+        ge=8,
+        le=65_536,
+        description="Quality: sequences per optimizer step, accumulated over micro-batches "
+        "where memory needs it.",
+    )
+    eval_points: int = Field(
+        5, ge=1, le=100, description="Quality: evaluations along each run (the last at its end)."
+    )
+    eval_batches: int = Field(
+        16, ge=1, le=10_000, description="Quality: held-out batches (of batch_size) per evaluation."
+    )
 
 
 class StepTime(BaseModel):
@@ -82,6 +106,60 @@ class ConvergenceResult(BaseModel):
     random_ltd_steps: Count
     baseline_eval_loss: Loss
     random_ltd_eval_loss: Loss
+
+
+class QualityCurve(BaseModel):
+    """One run's held-out loss along its training, against the time it was given."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    run: Literal["baseline", "random_ltd"]
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    steps: list[Count] = Field(max_length=1000, description="Optimizer steps done at each point.")
+    seconds: list[Ms] = Field(
+        max_length=1000,
+        description="The run's time at each point by the measured step times (its time on "
+        "this device).",
+    )
+    eval_loss: list[Loss] = Field(max_length=1000)
+
+
+class QualityResult(BaseModel):
+    """Is the saving worth taking? Baseline and random-LTD on paired seeds (planner.quality)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    basis: Literal["equal_time", "equal_layer_tokens"]
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(max_length=100)
+    baseline_eval_loss: list[Loss] = Field(max_length=100, description="Final loss, per seed.")
+    random_ltd_eval_loss: list[Loss] = Field(max_length=100, description="Final loss, per seed.")
+    baseline_steps: Count
+    random_ltd_steps: Count
+    baseline_seconds: Annotated[float, Field(ge=0, le=1e8)] = Field(
+        description="The time the baseline was given (by the measured step times)."
+    )
+    random_ltd_seconds: Annotated[float, Field(ge=0, le=1e8)]
+    baseline_layer_tokens: Count
+    random_ltd_layer_tokens: Count
+    batch_size: Count = Field(description="Sequences per optimizer step.")
+    seq_len: Length
+    eval_tokens: Count = Field(description="Held-out tokens each evaluation reads.")
+    difference_mean: Signed = Field(
+        description="Random-LTD minus baseline, mean over seeds (negative: random-LTD better)."
+    )
+    difference_ci95: tuple[Signed, Signed] = Field(
+        description="95% t-interval of the paired differences, [lo, hi]."
+    )
+    verdict: Literal["better", "no_detectable_difference", "worse"] = Field(
+        description="better: hi < 0; worse: lo > 0; else no_detectable_difference."
+    )
+    detectable_difference: Annotated[float, Field(ge=0, le=1e6)] = Field(
+        description="The smallest difference this job had an 80% chance to call."
+    )
+    curves: list[QualityCurve] = Field(max_length=200)
+    stopped_early: Annotated[str, Field(max_length=2000)] | None = Field(
+        None, description="Why the job ended before every seed was trained (max_minutes)."
+    )
 
 
 class ValidationResult(BaseModel):
@@ -139,6 +217,7 @@ class ValidationResult(BaseModel):
         None, description="Share of the step spent gathering and scattering tokens."
     )
     convergence: ConvergenceResult | None = None
+    quality: QualityResult | None = None
     device_profile: DeviceProfile | None = Field(
         None, description="Mode profile: the device measured (the API stores it)."
     )

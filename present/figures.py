@@ -12,6 +12,7 @@ import threading
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from planner.document import Plan
@@ -54,8 +55,11 @@ def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+Series = dict[str, np.ndarray]
+
+
 def draw(plan: Plan, runs: Runs) -> Figure:
-    """A 2 x 2 matplotlib figure of the plan."""
+    """A 2 x 2 matplotlib figure of the plan, one panel per function below."""
     data = series(runs)
     base, ltd = data["baseline"], data["random_ltd"]
     fig = Figure(figsize=(12, 8), layout="constrained")
@@ -65,8 +69,15 @@ def draw(plan: Plan, runs: Runs) -> Figure:
         f"{plan.savings.flops:.1%} FLOPs saved",
         fontsize=12,
     )
+    lengths_panel(axes[0, 0], plan, ltd)
+    lr_panel(axes[0, 1], base, ltd)
+    compute_panel(axes[1, 0], base, ltd)
+    cost_panel(axes[1, 1], plan)
+    return fig
 
-    ax = axes[0, 0]
+
+def lengths_panel(ax: Axes, plan: Plan, ltd: Series) -> None:
+    """The reserved length r by step (and curriculum learning's c where it is on)."""
     ax.step(ltd["step"], ltd["reserved_length"], where="post", color="tab:orange",
             label="reserved length r")  # fmt: skip
     title = "Reserved length per dropping layer"
@@ -78,7 +89,9 @@ def draw(plan: Plan, runs: Runs) -> Figure:
     ax.axhline(plan.model.seq_len, color="grey", lw=0.8, ls="--", label="full sequence S")
     ax.legend(loc="lower right")
 
-    ax = axes[0, 1]
+
+def lr_panel(ax: Axes, base: Series, ltd: Series) -> None:
+    """Both runs' learning rate against their cumulative LayerTokens."""
     if "lr" in ltd:
         ax.plot(base["cumulative_layer_tokens"], base["lr"], label="baseline")
         ax.plot(ltd["cumulative_layer_tokens"], ltd["lr"], label="random-LTD")
@@ -99,13 +112,17 @@ def draw(plan: Plan, runs: Runs) -> Figure:
         ylabel="learning rate",
     )
 
-    ax = axes[1, 0]
+
+def compute_panel(ax: Axes, base: Series, ltd: Series) -> None:
+    """Both runs' cumulative model FLOPs by step."""
     ax.plot(base["step"], base["cumulative_flops"], label="baseline")
     ax.plot(ltd["step"], ltd["cumulative_flops"], label="random-LTD")
     ax.set(title="Cumulative compute", xlabel="optimizer step", ylabel="model FLOPs")
     ax.legend()
 
-    ax = axes[1, 1]
+
+def cost_panel(ax: Axes, plan: Plan) -> None:
+    """GPU-hours (and cost, and the calibrated GPU-hours) of both runs side by side."""
     figures = [("GPU-hours", plan.baseline.gpu_hours, plan.random_ltd.gpu_hours)]
     if plan.baseline.cost_usd is not None:
         figures.append(("cost (USD)", plan.baseline.cost_usd, plan.random_ltd.cost_usd or 0.0))
@@ -123,7 +140,6 @@ def draw(plan: Plan, runs: Runs) -> Figure:
     ax.set_xticks(x, [f[0] for f in figures])
     ax.set(title="Cost side by side")
     ax.legend()
-    return fig
 
 
 def plot_plan(plan: Plan, runs: Runs, path: str) -> None:

@@ -199,6 +199,8 @@ def test_the_cli_loads_neither_fastapi_nor_torch_nor_matplotlib_to_plan() -> Non
     assert loaded == []
 
 
-@pytest.mark.parametrize("statement", ["import present.report", "import present.formats"])
+@pytest.mark.parametrize(
+    "statement", ["import present.report", "import present.plan_text", "import present.job_text"]
+)
 def test_matplotlib_loads_only_when_a_figure_is_drawn(statement: str) -> None:
     assert _loaded_after(statement, ("matplotlib",)) == []

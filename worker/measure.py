@@ -20,7 +20,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from planner.hardware import GPU_PRESETS, gpu_preset_for_name
+from planner.gpus import GPUS, gpu_preset_for_name
 from worker.token_drop import drop_apply_restore, sample_kept_indices
 from worker.train import autocast, loss_fn
 
@@ -170,7 +170,7 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, size: int) -> f
 def peak_flops_per_s(device: torch.device) -> float | None:
     """Dense bf16 peak of the device from the planner's GPU presets; None if unknown."""
     preset = gpu_preset_for_name(gpu_name(device))
-    return None if preset is None else GPU_PRESETS[preset][0] * 1e12
+    return None if preset is None else GPUS[preset].peak_tflops * 1e12
 
 
 def mfu(model_flops_per_s: float, device: torch.device) -> float | None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from planner.device import BUILTIN, DeviceProfile, builtin_profile
+from planner.device import DeviceProfile, builtin_profile
 from planner.document import Plan
-from planner.hardware import gpu_preset_for_name
-from planner.steptime import StepShape, step_time_s
+from planner.gpus import gpu_preset_for_name
+from planner.steptime import StepShape
+from planner.steptime_table import step_time_s
 from planner.typed import changed
 from planner.validation import StepTime
 from worker import distributed, measure
@@ -25,7 +26,7 @@ def prediction_profile(plan: Plan, device: torch.device, amp_dtype: torch.dtype)
     if isinstance(given, DeviceProfile) and (given.device_name, given.dtype) == (name, dtype):
         return given
     preset = gpu_preset_for_name(name)
-    if preset in BUILTIN and dtype == "bfloat16":
+    if preset is not None and dtype == "bfloat16":
         return builtin_profile(preset)
     return measure_profile(device.type, dtype)
 

@@ -10,7 +10,6 @@ every database call runs in the thread pool, so one slow round trip delays only 
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Annotated
 
@@ -26,6 +25,7 @@ from api.errors import NotFoundError
 from api.routes import json_text
 from api.schemas import MAX_OFFSET, PLAN_REQUEST_EXAMPLE, Id, PlansPublic
 from planner import Plan, PlanRequest
+from planner.validation import ValidationResult
 from present.report import render_report
 
 router = APIRouter(
@@ -112,7 +112,11 @@ def plan_report(plan_id: Id, db: DbDep) -> HTMLResponse:
     document = Plan.model_validate_json(service.stored_plan(db, plan_id))
     with db.read() as session:
         job = crud.latest_succeeded_job(session, plan_id=plan_id)
-        result = json.loads(job.result_json) if job and job.result_json else None
+        result = (
+            ValidationResult.model_validate_json(job.result_json)
+            if job and job.result_json
+            else None
+        )
         job_id = job.id if job else None
     return HTMLResponse(render_report(document, result, job_id))
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from planner import build_runs, parse_request, plan, resolve
+from planner import PlanRequest, build_runs, parse_request, plan, resolve
 from planner import flops as F
 from planner.curriculum import CurriculumConfig
 from planner.document import request_from_plan
@@ -186,6 +187,27 @@ def test_bad_curriculum_blocks_name_the_field(ds: dict, field: str) -> None:
     with pytest.raises(PlanInputError) as err:
         plan(req)
     assert err.value.field.startswith(field), err.value
+
+
+LEGACY_CL = {"enabled": True, "curriculum_type": "seqlen", "min_difficulty": 80,
+             "max_difficulty": 2048, "schedule_type": "fixed_linear"}  # fmt: skip
+
+
+def legacy_request(schedule_config: dict) -> dict:
+    """GPT_1_3B_LTD with its batch size and the legacy CL block in a DeepSpeed config."""
+    cl = {**LEGACY_CL, "schedule_config": schedule_config}
+    base = {k: v for k, v in GPT_1_3B_LTD.items() if k != "train_batch_size"}
+    return {**base, "deepspeed_config": {"train_batch_size": 512, "curriculum_learning": cl}}
+
+
+def test_a_curriculum_schedule_config_is_typed_and_its_other_keys_ignored() -> None:
+    steps = {"total_curriculum_step": 110_000, "difficulty_step": 8}
+    assert plan(legacy_request({**steps, "warmup": 3})).id == plan(legacy_request(steps)).id
+    # The schema states the keys' types: a strict reader (the API) refuses a string count.
+    with pytest.raises(ValidationError) as err:
+        PlanRequest.model_validate(legacy_request({**steps, "difficulty_step": "8"}), strict=True)
+    where = ("deepspeed_config", "curriculum_learning", "schedule_config", "difficulty_step")
+    assert err.value.errors()[0]["loc"] == where
 
 
 def test_curriculum_longer_than_the_model_is_refused() -> None:

@@ -4,7 +4,8 @@ import pytest
 
 from planner import flops as F
 from planner import plan
-from planner.models import ModelShape, get_preset
+from planner.models import ModelShape
+from planner.presets import get_preset
 
 TINY = ModelShape(
     num_layers=4,

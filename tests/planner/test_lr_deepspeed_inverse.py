@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from planner import plan
-from planner.deepspeed import parse_deepspeed_config
+from planner.deepspeed_config import DeepSpeedConfig, parse_deepspeed_config
 from planner.errors import PlanInputError
 from planner.inverse import InverseRequest, solve
 from planner.lr import LRConfig, learning_rate
@@ -93,7 +93,7 @@ SCHED = {
 )
 def test_deepspeed_config_rules(changes: dict, field: str) -> None:
     with pytest.raises(PlanInputError) as info:
-        parse_deepspeed_config(ds_config(**changes))
+        parse_deepspeed_config(DeepSpeedConfig.model_validate(ds_config(**changes)))
     assert info.value.field.endswith(field)
 
 
@@ -104,8 +104,54 @@ def test_deepspeed_total_layers_must_match_the_model() -> None:
 
 def test_missing_random_ltd_block() -> None:
     with pytest.raises(PlanInputError) as info:
-        parse_deepspeed_config({"train_batch_size": 8})
+        parse_deepspeed_config(DeepSpeedConfig(train_batch_size=8))
     assert info.value.field == "deepspeed_config.data_efficiency"
+    assert info.value.message == "missing: a random-LTD DeepSpeed config needs this block"
+
+
+LTD_PATH = "deepspeed_config.data_efficiency.data_routing.random_ltd"
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"total_layer_num": "twelve"}, f"{LTD_PATH}.total_layer_num"),
+        ({"random_ltd_layer_id": [1, "two"]}, f"{LTD_PATH}.random_ltd_layer_id.1"),
+        (
+            {"random_ltd_schedule": {**SCHED, "schedule_config": {"require_steps": 10,
+             "seq_per_step": [16]}}},
+            f"{LTD_PATH}.random_ltd_schedule.schedule_config.seq_per_step",
+        ),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_type_is_refused_by_the_model_with_its_path(
+    changes: dict, field: str
+) -> None:
+    body = {"model": "gpt3-1.3b", "train_steps": 10, "deepspeed_config": ds_config(**changes)}
+    with pytest.raises(PlanInputError) as info:
+        parse_request(body)
+    assert info.value.field == field
+    assert "valid integer" in info.value.message
+
+
+def test_a_null_key_is_not_given() -> None:
+    # As DeepSpeed reads it: an optional key left null is left out; a required one is missing.
+    without = parse_deepspeed_config(
+        DeepSpeedConfig.model_validate(ds_config(total_layer_num=None))
+    )
+    assert without.total_layer_num is None and without.config is not None
+    schedule = {**SCHED, "min_value": None}
+    with pytest.raises(PlanInputError) as info:
+        parse_deepspeed_config(
+            DeepSpeedConfig.model_validate(ds_config(random_ltd_schedule=schedule))
+        )
+    assert info.value.field == f"{LTD_PATH}.random_ltd_schedule.min_value"
+    assert info.value.message == "missing (DeepSpeed requires it)"
+
+
+def test_an_empty_deepspeed_config_gives_nothing() -> None:
+    body = {"model": "gpt3-125m", "train_batch_size": 8, "train_steps": 100}
+    assert plan({**body, "deepspeed_config": {}}).id == plan(body).id
 
 
 BASE = {
