@@ -16,8 +16,9 @@ from api.db import Database
 from api.errors import FieldError, NotFoundError, plan_input_error
 from api.models import DeviceProfileRow, JobRow
 from planner import Plan, PlanInputError, PlanRequest, plan, resolve
+from planner.calibration import calibrate
 from planner.device import DeviceProfile
-from planner.validation import ValidationResult, ValidationSettings, calibrate
+from planner.validation import ValidationResult, ValidationSettings
 from wire.jobs import JobPublic, JobState
 from wire.profiles import DeviceProfilePublic
 from wire.worker import ClaimPublic

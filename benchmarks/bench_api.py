@@ -40,21 +40,12 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from planner.recipes import paper_run
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 WORKER_TOKEN = "bench-worker-token"
-PLAN_REQUEST = {
-    "model": "gpt3-1.3b",
-    "train_batch_size": 512,
-    "train_tokens": 300_000_000_000,
-    "ltd_train_tokens": 200_000_000_000,
-    "random_ltd": {
-        "min_value": 128,
-        "max_value": 2048,
-        "seq_per_step": 16,
-        "require_steps": 133_333,
-    },
-}
+PLAN_REQUEST = paper_run()
 # A claimer process: enqueue a job, claim one, then release it or fail it; until `stop` exists.
 CLAIMER = """
 import os, sys, httpx

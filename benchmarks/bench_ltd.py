@@ -29,6 +29,7 @@ import sys
 import numpy as np
 import torch
 
+from planner.flops import step_flops
 from planner.models import ModelShape
 from worker import measure
 from worker.data import load_corpus
@@ -104,8 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         repeats=args.repeats,
     )
     f_full, f_r = (
-        measure.step_model_flops(n, shape, micro_batch_size=args.batch, num_ltd_layers=L_ltd)
-        for n in (S, r)
+        float(step_flops(shape, reserved=n, rows=args.batch, num_ltd_layers=L_ltd)) for n in (S, r)
     )
     measured, planned = 1 - t_r / t_full, 1 - f_r / f_full
     mfu = measure.mfu(f_full / (t_full / 1e3), device)

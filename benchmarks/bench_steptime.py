@@ -109,17 +109,15 @@ def gpu_predictions(gpu: str) -> None:
 
     from planner import build_runs, parse_request, resolve
     from planner.device import builtin_profile
-    from planner.steptime import StepShape, micro_batch_s, step_time_s
+    from planner.recipes import paper_run
+    from planner.steptime import StepShape
+    from planner.steptime_table import StepTimes, step_time_s
 
     profile = builtin_profile(gpu)
-    req = parse_request({
-        "model": "gpt3-1.3b", "train_batch_size": 512, "train_tokens": 300_000_000_000,
-        "ltd_train_tokens": 200_000_000_000, "random_ltd": {"require_steps": 133_333},
-        "hardware": {"gpu": gpu, "num_gpus": 64, "micro_batch_size": 4},
-    })  # fmt: skip
+    req = parse_request(paper_run(hardware={"gpu": gpu, "num_gpus": 64, "micro_batch_size": 4}))
     runs = build_runs(resolve(req))
     shape = StepShape(runs.resolved.model, 22, micro_batch_size=4, accumulation=2, num_gpus=1)
-    t = step_time_s(runs.ltd.values, shape, profile)
+    t = step_time_s(runs.ltd.reserved, shape, profile)
     t_full = float(step_time_s(2048, shape, profile)[0])
     ratio = float(np.dot(t, runs.ltd.counts)) / (runs.baseline.num_steps * t_full)
     print(
@@ -132,7 +130,8 @@ def gpu_predictions(gpu: str) -> None:
         m = ModelShape(num_layers=layers, hidden_size=hidden, num_heads=heads, vocab_size=256,
                        seq_len=S)  # fmt: skip
         step = StepShape(m, layers - 2, micro_batch_size=batch, accumulation=1, num_gpus=1)
-        at_r, at_s = micro_batch_s(np.array([S // 4, S]), step, profile)
+        lengths = np.array([S // 4, S])
+        at_r, at_s = StepTimes(step, profile, lengths).micro_batch_s(lengths, np.array([S, S]))
         print(f"{layers} x {hidden}, S {S}, batch {batch}, one step at S/4: {1 - at_r / at_s:.1%}")
 
 

@@ -62,7 +62,7 @@ def main() -> None:
 
         ms = measure.timed_ms(step, device, warmup=3, repeats=5)
         flops = step_flops(
-            length, shape, global_batch_size=a.batch, num_ltd_layers=len(model.ltd_layer_ids)
+            shape, reserved=length, rows=a.batch, num_ltd_layers=len(model.ltd_layer_ids)
         )
         print(
             f"\n=== reserved length {length} of {a.seq}: {ms:.2f} ms fwd+bwd, "

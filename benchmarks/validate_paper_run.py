@@ -14,6 +14,7 @@ import argparse
 import json
 
 from planner import plan
+from planner.recipes import paper_run
 from planner.validation import ValidationSettings
 from worker.validate import run_validation
 
@@ -25,25 +26,8 @@ def main() -> None:
     parser.add_argument("--micro-batch-size", type=int, default=4)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    p = plan(
-        {
-            "model": args.model,
-            "train_batch_size": 512,
-            "train_tokens": 300_000_000_000,
-            "ltd_train_tokens": 200_000_000_000,
-            "random_ltd": {
-                "min_value": 128,
-                "max_value": 2048,
-                "require_steps": 133_333,
-                "seq_per_step": 16,
-            },
-            "hardware": {
-                "gpu": "h100-sxm",
-                "num_gpus": 64,
-                "micro_batch_size": args.micro_batch_size,
-            },
-        }
-    )
+    hardware = {"gpu": "h100-sxm", "num_gpus": 64, "micro_batch_size": args.micro_batch_size}
+    p = plan(paper_run(model=args.model, hardware=hardware))
     r = run_validation(
         p,
         ValidationSettings(max_minutes=args.max_minutes, device=args.device),

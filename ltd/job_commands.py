@@ -5,6 +5,7 @@ without FastAPI or torch."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,8 +19,8 @@ from planner.document import Plan, plan_from_runs, request_from_plan
 from planner.errors import PlanInputError
 from planner.resolve import build_runs, resolve
 from planner.validation import ValidationSettings
-from present import formats
-from wire.jobs import JobCreate, JobState
+from present import job_text, text
+from wire.jobs import JobCreate, JobPublic, JobState
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 
@@ -124,7 +125,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.format == "json":
         text = result.model_dump_json(indent=2)
     else:
-        text = formats.render_validation(plan, result, args.format)
+        text = job_text.render_validation(plan, result, args.format)
     emit(text, args.output)
     return 0
 
@@ -145,8 +146,28 @@ def cmd_submit(args: argparse.Namespace) -> int:
             return 0
         job = follow_job(server, job.id, timeout_s=args.wait_minutes * 60)
         plan = server.get_plan(job.plan_id)
-    print(formats.render_job_outcome(job, plan, args.format))
+    print(job_outcome(job, plan, args.format))
     return 0 if job.state == JobState.SUCCEEDED else 1
+
+
+def job_outcome(job: JobPublic, plan: Plan, fmt: str) -> str:
+    """`ltd submit`'s last word: the job's end, its measurements, the calibrated projection."""
+    if fmt == "json":
+        document = {"job": job.model_dump(mode="json"), "plan": plan.model_dump(mode="json")}
+        return json.dumps(document, indent=2)
+    head = f"job {job.id} {job.state}"
+    if job.state != JobState.SUCCEEDED or job.result is None:
+        return f"{head}: {job.error or 'no result'}"
+    parts = [head, job_text.render_validation(plan, job.result, fmt)]
+    if plan.calibrated:
+        title = plan.calibrated.label
+        rows = job_text.calibrated_rows(plan)
+        parts.append(
+            f"**{title}**\n\n{text.markdown_table(job_text.CAL_HEADERS, rows)}"
+            if fmt == "markdown"
+            else text.rich_table(title, job_text.CAL_HEADERS, rows)
+        )
+    return "\n".join(parts)
 
 
 def add_commands(sub: Any) -> None:

@@ -26,13 +26,13 @@ from ltd.flags import (
 from planner.check import CheckLimits, check_plan
 from planner.document import plan_from_runs, request_from_plan
 from planner.errors import PlanInputError
-from planner.hardware import GPU_PRESETS
+from planner.gpus import GPUS
 from planner.inverse import InverseRequest, solve
-from planner.models import PRESETS
+from planner.presets import PRESETS
 from planner.recipes import RECIPES, recipe
 from planner.request import PlanRequest
 from planner.resolve import build_runs, resolve
-from present import formats
+from present import plan_text, text
 from wire.plans import CheckCreate
 
 MAX_SCHEDULE_ROWS = 5_000_000
@@ -99,12 +99,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         else:
             text = result.message + "\n"
             if result.plan is not None:
-                text += formats.render_plan(result.plan, args.format)
+                text += plan_text.render_plan(result.plan, args.format)
             emit(text, args.output)
         return 0 if result.reachable else 1
     runs = build_runs(resolve(req))
     p = plan_from_runs(runs)
-    emit(formats.render_plan(p, args.format), args.output)
+    emit(plan_text.render_plan(p, args.format), args.output)
     if args.export_deepspeed:
         Path(args.export_deepspeed).write_text(p.deepspeed_config.model_dump_json(indent=2) + "\n")
         print(f"DeepSpeed config keys written to {args.export_deepspeed}", file=sys.stderr)
@@ -132,7 +132,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
                 f"use --every {n // MAX_SCHEDULE_ROWS + 1} or more",
             )
         steps = np.arange(0, n, args.every, dtype=np.int64)
-    emit(formats.render_schedule(formats.schedule_columns(runs, steps), args.format), args.output)
+    emit(
+        plan_text.render_schedule(plan_text.schedule_columns(runs, steps), args.format), args.output
+    )
     return 0
 
 
@@ -174,29 +176,29 @@ def cmd_check(args: argparse.Namespace) -> int:
             result = server.check(body)
     else:
         result = check_plan(plan_from_runs(build_runs(resolve(req))), limits, previous)
-    emit(formats.render_check(result, args.format), args.output)
+    emit(plan_text.render_check(result, args.format), args.output)
     if args.summary:
         with open(args.summary, "a") as f:  # e.g. $GITHUB_STEP_SUMMARY
-            f.write(formats.render_check(result, "markdown"))
+            f.write(plan_text.render_check(result, "markdown"))
     return 0 if result.passed else 1
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     rows = [
         (name, m.arch, m.num_layers, m.hidden_size, m.num_heads, m.seq_len,
-         formats.human(m.num_params))
+         text.human(m.num_params))
         for name, m in PRESETS.items()
     ]  # fmt: skip
     headers = ("preset", "arch", "layers", "hidden", "heads", "seq_len", "params")
     if args.format == "json":
         emit(json.dumps({n: m.model_dump() for n, m in PRESETS.items()}, indent=2))
     elif args.format == "csv":
-        emit(formats.csv_text(headers, rows))
+        emit(text.csv_text(headers, rows))
     elif args.format == "markdown":
-        emit(formats.markdown_table(headers, [[str(c) for c in r] for r in rows]))
+        emit(text.markdown_table(headers, [[str(c) for c in r] for r in rows]))
     else:
-        emit(formats.rich_table("model presets", headers, [[str(c) for c in r] for r in rows]))
-    gpus = ", ".join(f"{k} ({v[0]:g} TFLOP/s)" for k, v in GPU_PRESETS.items())
+        emit(text.rich_table("model presets", headers, [[str(c) for c in r] for r in rows]))
+    gpus = ", ".join(f"{k} ({v.peak_tflops:g} TFLOP/s)" for k, v in GPUS.items())
     if args.format in ("table", "markdown"):
         emit(f"GPU presets (dense bf16 peaks): {gpus}")
         emit(f"recipes (--recipe, CL + random-LTD): {', '.join(RECIPES)}")

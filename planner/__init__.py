@@ -12,16 +12,19 @@ package, once.
 from planner.check import CheckLimits, CheckResult, Violation, check_plan, compare_plans
 from planner.document import Plan
 from planner.errors import PlanInputError
-from planner.hardware import GPU_PRESETS, HardwareConfig
+from planner.gpus import GPUS
+from planner.hardware import HardwareConfig
+from planner.hf_config import resolve_model
 from planner.lr import LRConfig, learning_rate
-from planner.models import PRESETS, ModelShape, resolve_model
+from planner.models import ModelShape
 from planner.plan import plan
+from planner.presets import PRESETS
 from planner.request import PlanRequest, parse_request
 from planner.resolve import build_runs, resolve
 from planner.schedule import RandomLTDConfig, reserved_length
 
 __all__ = [
-    "GPU_PRESETS",
+    "GPUS",
     "PRESETS",
     "CheckLimits",
     "CheckResult",

@@ -138,11 +138,25 @@ def difficulty_at(t: np.ndarray | int, cfg: CurriculumConfig) -> np.ndarray:
 
 
 def _first_step_at_least(levels: np.ndarray, cfg: CurriculumConfig, hi: int) -> np.ndarray:
-    """For each level, the first step t in [1, hi] with difficulty_at(t) >= level (hi if none):
-    a vectorised bisection over a non-decreasing schedule (fixed_linear, fixed_root)."""
-    lo = np.ones_like(levels)
-    top = np.full_like(levels, hi)
-    while np.any(lo < top):
+    """For each level, the first step t in [1, hi] with difficulty_at(t) >= level (hi if none),
+    over a non-decreasing schedule (fixed_linear, fixed_root): the unrounded value reaches
+    `level` at t = T ((level - m) / (M - m))^d; that estimate is corrected against the exact
+    (DeepSpeed-ordered) evaluation a step at a time, and a bisection settles any level the
+    corrections leave open, so float rounding cannot move a change point."""
+    c = cfg.schedule_config
+    assert c.total_curriculum_step is not None  # validated
+    degree = 1 if cfg.schedule_type == "fixed_linear" else c.root_degree or 1
+    m, M = cfg.min_difficulty, cfg.max_difficulty
+    fraction = np.clip((levels - m) / (M - m), 0.0, None) ** degree
+    t = np.clip(np.ceil(fraction * c.total_curriculum_step), 1, hi).astype(np.int64)
+    for _ in range(4):  # one or two rounds in practice
+        low = (t > 1) & (difficulty_at(np.maximum(t - 1, 1), cfg) >= levels)
+        high = (t < hi) & (difficulty_at(t, cfg) < levels)
+        if not (low.any() or high.any()):
+            return t
+        t = t - low + high
+    lo, top = np.ones_like(levels), np.full_like(levels, hi)
+    while np.any(lo < top):  # the bisection: exact whatever the estimate was
         mid = (lo + top) // 2
         ok = difficulty_at(mid, cfg) >= levels
         top = np.where(ok, mid, top)

@@ -10,15 +10,16 @@ validation measurements that judge the model.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
-from functools import cache
+from functools import cache, cached_property
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from planner.gpus import GPU_PRESETS
+from planner.gpus import GPUS
 
 # The grids built-in profiles are tabulated on (measured profiles choose their own).
 MATMUL_ROWS = (64, 256, 1024, 4096, 16384, 65536)
@@ -26,21 +27,16 @@ MATMUL_WIDTHS = (256, 1024, 4096, 16384)
 ATTENTION_LENGTHS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
 
-class _LogGrids:
-    """A profile's grids in log space. Derived from its fields, so two profiles with equal
-    fields have equal grids (the comparison pydantic makes of private attributes)."""
+class LogGrids:
+    """A profile's grids in log space, as plain arrays (interpolation runs on every plan)."""
 
     def __init__(self, p: DeviceProfile) -> None:
         self.rows = np.log(np.asarray(p.matmul_rows, dtype=np.float64))
-        self.widths = np.log(np.asarray(p.matmul_widths, dtype=np.float64))
+        self.widths = [float(w) for w in np.log(np.asarray(p.matmul_widths, dtype=np.float64))]
         self.matmul = np.log(np.asarray(p.matmul_tflops, dtype=np.float64) * 1e12)
+        self.columns = [np.ascontiguousarray(col) for col in self.matmul.T]  # by width
         self.lengths = np.log(np.asarray(p.attention_lengths, dtype=np.float64))
         self.attention = np.log(np.asarray(p.attention_tflops, dtype=np.float64) * 1e12)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _LogGrids)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 GridSize = Annotated[int, Field(ge=1, le=2**40)]
@@ -104,9 +100,6 @@ class DeviceProfile(BaseModel):
         None, ge=0, le=1e6, description="Measured AdamW + clipping time per parameter tensor, µs."
     )
 
-    # The grids in log space, computed once: interpolation runs on every plan.
-    _log: _LogGrids = PrivateAttr()
-
     @model_validator(mode="after")
     def _grids(self) -> DeviceProfile:
         for name in ("matmul_rows", "matmul_widths", "attention_lengths"):
@@ -120,8 +113,12 @@ class DeviceProfile(BaseModel):
             raise ValueError("matmul_tflops: must be len(matmul_rows) x len(matmul_widths)")
         if len(self.attention_tflops) != len(self.attention_lengths):
             raise ValueError("attention_tflops: must have one rate per attention length")
-        self._log = _LogGrids(self)  # only once the grids are known to be sound
         return self
+
+    @cached_property
+    def log_grids(self) -> LogGrids:
+        """The grids in log space, computed once (after validation: they are sound)."""
+        return LogGrids(self)
 
     @property
     def id(self) -> str:
@@ -133,147 +130,38 @@ class DeviceProfile(BaseModel):
         """Achieved FLOP/s of a GEMM with `rows` rows and inner/outer width `width` (for a
         (M x K) @ (K x N) GEMM, width = sqrt(K N)): bilinear in log size and log rate over the
         grid, held at the edges."""
-        lr, lw, table = self._log.rows, self._log.widths, self._log.matmul
+        grids = self.log_grids
+        lr, lw = grids.rows, grids.widths
         x = np.log(np.asarray(rows, dtype=np.float64))
         x = np.minimum(np.maximum(x, lr[0]), lr[-1])
         y = min(max(math.log(float(width)), lw[0]), lw[-1])
         i = np.minimum(np.searchsorted(lr, x, side="right") - 1, len(lr) - 2)
-        j = min(int(np.searchsorted(lw, y, side="right")) - 1, len(lw) - 2)
+        j = min(bisect.bisect_right(lw, y) - 1, len(lw) - 2)
         tx, ty = (x - lr[i]) / (lr[i + 1] - lr[i]), (y - lw[j]) / (lw[j + 1] - lw[j])
-        top = table[i, j] * (1 - ty) + table[i, j + 1] * ty
-        bottom = table[i + 1, j] * (1 - ty) + table[i + 1, j + 1] * ty
+        left, right = grids.columns[j], grids.columns[j + 1]
+        top = left[i] * (1 - ty) + right[i] * ty
+        bottom = left[i + 1] * (1 - ty) + right[i + 1] * ty
         return np.exp(top * (1 - tx) + bottom * tx)
 
     def attention_flops_per_s(self, length: np.ndarray) -> np.ndarray:
         """Achieved FLOP/s of fused causal attention at `length` tokens (log-log, held at the
         edges)."""
         x = np.log(np.maximum(np.asarray(length, dtype=np.float64), 1.0))
-        return np.exp(np.interp(x, self._log.lengths, self._log.attention))
+        grids = self.log_grids
+        return np.exp(np.interp(x, grids.lengths, grids.attention))
 
 
-class BuiltinConstants(BaseModel):
-    """The few published numbers a built-in GPU profile is made from (module docstring of
-    `builtin_profile`)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    matmul_fraction: float  # large bf16 GEMMs reach this share of the dense peak
-    matmul_rows_half: float  # rows M at which a GEMM reaches half of that
-    matmul_width_half: float  # width W (sqrt(K N)) at which a GEMM reaches half of that
-    attention_tflops: tuple[float, ...]  # on ATTENTION_LENGTHS, full n*n counted
-    datasheet_gbps: float  # HBM bandwidth on the datasheet
-    interconnect_gbps: float | None  # NVLink/xGMI all-reduce bus bandwidth per GPU
-    internode_gbps: float | None  # InfiniBand/RoCE all-reduce bus bandwidth per GPU
-
-
-# Sources, per constant (all approximate readings, none fitted to this project's validations):
-# - peaks: each vendor's datasheet, dense bf16 (planner.hardware.GPU_PRESETS);
-# - matmul_fraction: cuBLAS bf16 GEMMs of 8192^3 reach ~80% of peak on A100 and ~70% on H100
-#   (NVIDIA "Matrix Multiplication Background" guide; Hopper whitepaper cuBLAS figures);
-#   rows/width at half rate: the same guide's tile-quantisation and wave figures (a GEMM needs a
-#   few waves of 128 x 128 tiles over 108/132 SMs to fill the device: ~256-512 rows);
-# - attention: FlashAttention-2 (Dao 2023, fig. 5/6: A100 causal fwd+bwd, head dim 128, about
-#   100/130/150/165/175/180/185/187 TFLOP/s at 512..16k counting half of n*n) doubled to count
-#   the full n*n as the planner does; H100 from FlashAttention-3 (Shah et al. 2024, FA2 rows);
-# - memory: datasheet HBM bandwidth x 0.9, what copy microbenchmarks (BabelStream) reach;
-# - interconnect: nccl-tests all-reduce bus bandwidth on DGX A100 (~230 GB/s NVLink3) and DGX
-#   H100 (~360 GB/s NVLink4); across nodes one HDR (A100) or NDR (H100) NIC per GPU, ~80% of
-#   200 or 400 Gb/s;
-# - launch: ~4 µs cudaLaunchKernel plus ~4 µs PyTorch eager dispatch per op (PyTorch profiler
-#   traces of small ops).
-_A100_ATTN = (140.0, 180.0, 210.0, 260.0, 300.0, 330.0, 360.0, 370.0)
-BUILTIN: dict[str, BuiltinConstants] = {
-    "a100": BuiltinConstants(
-        matmul_fraction=0.80,
-        matmul_rows_half=256,
-        matmul_width_half=384,
-        attention_tflops=_A100_ATTN,
-        datasheet_gbps=2039,
-        interconnect_gbps=230,
-        internode_gbps=20,
-    ),
-    "a100-40gb": BuiltinConstants(
-        matmul_fraction=0.80,
-        matmul_rows_half=256,
-        matmul_width_half=384,
-        attention_tflops=_A100_ATTN,
-        datasheet_gbps=1555,
-        interconnect_gbps=230,
-        internode_gbps=20,
-    ),
-    "h100-sxm": BuiltinConstants(
-        matmul_fraction=0.70,
-        matmul_rows_half=512,
-        matmul_width_half=512,
-        attention_tflops=(220.0, 300.0, 380.0, 460.0, 540.0, 600.0, 640.0, 660.0),
-        datasheet_gbps=3350,
-        interconnect_gbps=360,
-        internode_gbps=40,
-    ),
-    "h100-pcie": BuiltinConstants(
-        matmul_fraction=0.70,
-        matmul_rows_half=512,
-        matmul_width_half=512,
-        attention_tflops=(170.0, 230.0, 290.0, 350.0, 410.0, 460.0, 490.0, 500.0),
-        datasheet_gbps=2000,
-        interconnect_gbps=50,
-        internode_gbps=40,
-    ),
-    "h200": BuiltinConstants(
-        matmul_fraction=0.72,
-        matmul_rows_half=512,
-        matmul_width_half=512,
-        attention_tflops=(230.0, 310.0, 390.0, 470.0, 550.0, 610.0, 650.0, 670.0),
-        datasheet_gbps=4800,
-        interconnect_gbps=360,
-        internode_gbps=40,
-    ),
-    "b200": BuiltinConstants(
-        matmul_fraction=0.70,
-        matmul_rows_half=768,
-        matmul_width_half=768,
-        attention_tflops=(400.0, 560.0, 720.0, 880.0, 1000.0, 1100.0, 1150.0, 1200.0),
-        datasheet_gbps=8000,
-        interconnect_gbps=700,
-        internode_gbps=80,
-    ),
-    "v100": BuiltinConstants(
-        matmul_fraction=0.75,
-        matmul_rows_half=192,
-        matmul_width_half=256,
-        attention_tflops=(50.0, 65.0, 80.0, 95.0, 105.0, 110.0, 115.0, 115.0),
-        datasheet_gbps=900,
-        interconnect_gbps=120,
-        internode_gbps=10,
-    ),
-    "l40s": BuiltinConstants(
-        matmul_fraction=0.65,
-        matmul_rows_half=384,
-        matmul_width_half=512,
-        attention_tflops=(110.0, 150.0, 180.0, 210.0, 230.0, 240.0, 250.0, 250.0),
-        datasheet_gbps=864,
-        interconnect_gbps=25,
-        internode_gbps=20,
-    ),
-    "mi300x": BuiltinConstants(
-        matmul_fraction=0.55,
-        matmul_rows_half=768,
-        matmul_width_half=768,
-        attention_tflops=(200.0, 280.0, 360.0, 440.0, 500.0, 540.0, 560.0, 570.0),
-        datasheet_gbps=5300,
-        interconnect_gbps=300,
-        internode_gbps=40,
-    ),
-}
-MEMORY_EFFICIENCY = 0.9
-CUDA_LAUNCH_US = 8.0
+MEMORY_EFFICIENCY = 0.9  # copy microbenchmarks (BabelStream) reach ~90% of the datasheet's
+CUDA_LAUNCH_US = 8.0  # ~4 us cudaLaunchKernel plus ~4 us PyTorch eager dispatch per op
 
 
 @cache
 def builtin_profile(gpu: str) -> DeviceProfile:
-    """The built-in profile of a GPU preset, tabulated from `BUILTIN` (sources above):
-    matmul rate = peak x fraction x M / (M + M_half) x W / (W + W_half)."""
-    c, peak = BUILTIN[gpu], GPU_PRESETS[gpu][0]
+    """The built-in profile of a GPU preset, tabulated from its row of the GPU table
+    (`planner.gpus`, where each number's source is): matmul rate = peak x fraction x
+    M / (M + M_half) x W / (W + W_half); memory at MEMORY_EFFICIENCY of the datasheet's."""
+    c = GPUS[gpu]
+    peak = c.peak_tflops
     rows, widths = np.asarray(MATMUL_ROWS, float), np.asarray(MATMUL_WIDTHS, float)
     sat_rows, sat_widths = (
         rows / (rows + c.matmul_rows_half),

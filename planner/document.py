@@ -13,17 +13,19 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from planner import flops as F
-from planner.budget import Accounting, StepProfile
 from planner.curriculum import CurriculumConfig
-from planner.deepspeed import DeepSpeedExport, export_deepspeed_config
-from planner.hardware import GPU_PRESETS, HardwareConfig, cost_usd, wall_clock_hours
-from planner.lr import LRConfig, learning_rate_at
+from planner.deepspeed_export import DeepSpeedExport, export_deepspeed_config
+from planner.gpus import GPUS
+from planner.hardware import HardwareConfig, cost_usd, wall_clock_hours
+from planner.lr import LRConfig
 from planner.memory import MemoryEstimate, memory_estimate
 from planner.models import ModelShape
 from planner.projection import Projection, project
 from planner.request import PlanRequest, RandomLTDRequest
 from planner.resolve import LTDStop, Resolved, Runs
+from planner.run import Run
 from planner.schedule import RandomLTDConfig
+from planner.typed import changed
 
 
 class Conventions(BaseModel):
@@ -143,69 +145,32 @@ class Plan(BaseModel):
     calibrated: Calibration | None = None
 
 
-def _summary(
-    profile: StepProfile, acc: Accounting, r: Resolved, *, hours: float | None = None
-) -> RunSummary:
+def _summary(run: Run, res: Resolved, *, hours: float | None = None) -> RunSummary:
     """A run's figures; its wall-clock `hours` as projected, by default FLOPs / (GPUs x peak x
     MFU) (the baseline's)."""
-    m, hw = r.model, r.hardware
-    run = _run_flops(profile, acc, m, hw.activation_recompute)
+    hw = res.hardware
+    flops = run.flops(hw.activation_recompute)
     if hours is None:
-        hours = wall_clock_hours(run.model, hw)
+        hours = wall_clock_hours(flops.model, hw)
     final_lr = None
-    if r.lr is not None and profile.num_steps:
-        last = np.array([profile.num_steps - 1])
-        final_lr = float(learning_rate_at(profile, acc, last, r.lr)[0])
+    if res.lr is not None and run.num_steps:
+        last = run.series(np.array([run.num_steps - 1]), res.lr)
+        assert last.lr is not None  # asked for
+        final_lr = float(last.lr[0])
     return RunSummary(
-        steps=profile.num_steps,
-        tokens=profile.num_steps * acc.global_batch_size * m.seq_len,
-        layer_tokens=profile.total(
-            acc.layer_tokens if profile.seqlens is None else acc.actual_layer_tokens
-        ),
-        effective_tokens=profile.total(acc.effective_tokens),
-        flops=run.model,
-        hardware_flops=run.hardware,
+        steps=run.num_steps,
+        tokens=run.tokens,
+        layer_tokens=run.layer_tokens,
+        effective_tokens=run.effective_tokens,
+        flops=flops.model,
+        hardware_flops=flops.hardware,
         flops_breakdown=FlopsBreakdown(
-            projections=run.projections, mlp=run.mlp, attention=run.attention, head=run.head
+            projections=flops.projections, mlp=flops.mlp, attention=flops.attention, head=flops.head
         ),
         wall_clock_hours=hours,
         gpu_hours=hours * hw.num_gpus,
         cost_usd=cost_usd(hours * hw.num_gpus, hw),
         final_lr=final_lr,
-    )
-
-
-def _run_flops(profile: StepProfile, acc: Accounting, m: ModelShape, recompute: bool) -> F.RunFlops:
-    """Training FLOPs of a run: from sum(r) and sum(r^2) without curriculum learning; with it,
-    from the row-weighted moments of c and min(r, c) (full layers at c, dropping at min(r, c))."""
-    if profile.seqlens is None:
-        return F.run_flops(
-            m,
-            global_batch_size=acc.global_batch_size,
-            num_steps=profile.num_steps,
-            num_ltd_layers=acc.num_ltd_layers,
-            sum_r=profile.total(lambda r, c: r),
-            sum_r2=profile.total(lambda r, c: r * r),
-            activation_recompute=recompute,
-        )
-
-    c = profile.seqlens.astype(object)  # exact Python ints from here on
-    k = np.minimum(profile.values, profile.seqlens).astype(object)
-    rows = (np.asarray(acc.rows(profile.seqlens)) * np.ones_like(profile.seqlens)).astype(object)
-    weights = rows * profile.counts.astype(object)
-
-    def moment(x: np.ndarray) -> int:
-        return int(np.dot(weights, x)) if profile.num_steps else 0
-
-    moments = F.LengthMoments(
-        rows_c=moment(c),
-        rows_c2=moment(c * c),
-        rows_k=moment(k),
-        rows_k2=moment(k * k),
-        rows_head=moment(np.ones_like(c) if m.arch == "vit" else c),
-    )
-    return F.composed_run_flops(
-        m, moments, num_ltd_layers=acc.num_ltd_layers, activation_recompute=recompute
     )
 
 
@@ -223,20 +188,20 @@ def _layer_flops(n: int, m: ModelShape) -> LayerFlops:
 
 
 def plan_from_runs(runs: Runs) -> Plan:
-    r = runs.resolved
-    m = r.model
-    base = _summary(runs.baseline, runs.baseline_acc, r)
+    res = runs.resolved
+    m = res.model
+    base = _summary(runs.baseline, res)
     projection = project(runs)
     ltd_hours = base.wall_clock_hours * projection.time_ratio
-    ltd = _summary(runs.ltd, runs.ltd_acc, r, hours=ltd_hours)
+    ltd = _summary(runs.ltd, res, hours=ltd_hours)
     return Plan(
-        id=r.plan_id,
+        id=res.plan_id,
         model=m,
-        global_batch_size=r.global_batch_size,
-        random_ltd_config=r.ltd,
-        ltd_stop=r.ltd_stop,
-        ltd_target=r.ltd_target,
-        hardware=r.hardware.model_copy(update={"peak_tflops": r.hardware.peak_flops_per_s / 1e12}),
+        global_batch_size=res.global_batch_size,
+        random_ltd_config=res.ltd,
+        ltd_stop=res.ltd_stop,
+        ltd_target=res.ltd_target,
+        hardware=changed(res.hardware, peak_tflops=res.hardware.peak_flops_per_s / 1e12),
         conventions=Conventions(),
         baseline=base,
         random_ltd=ltd,
@@ -247,51 +212,48 @@ def plan_from_runs(runs: Runs) -> Plan:
         ),
         projection=projection,
         schedule=runs.ltd.change_points(),
-        layer_flops={str(n): _layer_flops(n, m) for n in sorted({r.ltd.min_value, m.seq_len})},
-        memory=memory_estimate(r),
-        lr=r.lr,
+        layer_flops={str(n): _layer_flops(n, m) for n in sorted({res.ltd.min_value, m.seq_len})},
+        memory=memory_estimate(res),
+        lr=res.lr,
         deepspeed_config=export_deepspeed_config(
-            r.ltd,
+            res.ltd,
             num_layers=m.num_layers,
-            layer_ids=r.ltd.layer_ids or (),
-            train_batch_size=r.global_batch_size,
+            layer_ids=res.ltd.layer_ids or (),
+            train_batch_size=res.global_batch_size,
             model_type="decoder" if m.arch == "gpt" else "encoder",
-            curriculum=r.curriculum,
+            curriculum=res.curriculum,
         ),
         curriculum=_curriculum_section(runs),
     )
 
 
 def _curriculum_section(runs: Runs) -> CurriculumSection | None:
-    r, prof = runs.resolved, runs.ltd
-    if r.curriculum is None and not r.reorder_metrics:
+    res, run = runs.resolved, runs.ltd
+    if res.curriculum is None and not res.reorder_metrics:
         return None
-    L_ltd = len(r.ltd.layer_ids or ())
-    if prof.seqlens is None:
-        seqlens = np.full_like(prof.values, r.model.seq_len)
+    if res.curriculum is None:
         effect = "no length curriculum: the metrics only reorder data, no cost change"
     else:
-        seqlens = prof.seqlens
-        how = "re-cut into rows of c" if r.curriculum and r.curriculum.reshape else "cut to c"
+        how = "re-cut into rows of c" if res.curriculum.reshape else "cut to c"
         effect = (
-            f"sequences {how} tokens ({r.curriculum.metric if r.curriculum else ''}); dropping "
+            f"sequences {how} tokens ({res.curriculum.metric}); dropping "
             "layers keep min(r, c), so random-LTD drops only while r < c"
         )
-    starts = prof.starts
+    starts, seqlens = run.starts, run.seqlens
     c_change = np.concatenate(([True], seqlens[1:] != seqlens[:-1]))
-    dropping = (prof.values < seqlens) & (L_ltd > 0)
+    dropping = (run.reserved < seqlens) & (res.num_ltd_layers > 0)
     d_change = np.concatenate(([True], dropping[1:] != dropping[:-1]))
     return CurriculumSection(
-        config=r.curriculum,
+        config=res.curriculum,
         effect=effect,
-        reorder_metrics=list(r.reorder_metrics),
+        reorder_metrics=list(res.reorder_metrics),
         seqlen_change_points=[
             (int(a), int(c)) for a, c in zip(starts[c_change], seqlens[c_change], strict=True)
         ],
         dropping_changes=[
             (int(a), bool(d)) for a, d in zip(starts[d_change], dropping[d_change], strict=True)
         ],
-        deepspeed_layer_tokens=prof.total(runs.ltd_acc.layer_tokens),
+        deepspeed_layer_tokens=run.total(run.counters.deepspeed_layer_tokens),
     )
 
 
@@ -299,9 +261,9 @@ def request_from_plan(p: Plan) -> PlanRequest:
     """A request that resolves to the same plan (same id): the plan document is enough to
     recompute it, e.g. on a worker or from a plan file."""
     hardware = p.hardware
-    preset = GPU_PRESETS.get(hardware.gpu)
-    if preset is not None and preset[0] == hardware.peak_tflops:
-        hardware = hardware.model_copy(update={"peak_tflops": None})  # as the request had it
+    preset = GPUS.get(hardware.gpu)
+    if preset is not None and preset.peak_tflops == hardware.peak_tflops:
+        hardware = changed(hardware, peak_tflops=None)  # as the request had it
     return PlanRequest(
         model=p.model.model_dump(),
         train_batch_size=p.global_batch_size,

@@ -21,7 +21,7 @@ class PlanInputError(ValueError):
         self.message = message
 
 
-# The tags of the planner's tagged unions (`planner.models.ModelSpec`,
+# The tags of the planner's tagged unions (`planner.hf_config.ModelSpec`,
 # `planner.hardware.ProfileRef`): pydantic puts the chosen form's tag in an error's location,
 # where it names no field, so locations leave them out.
 UNION_TAGS = frozenset(

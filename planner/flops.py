@@ -6,8 +6,9 @@ Conventions (stated in every plan):
 - Training is 3x the forward pass (backward = 2x forward). Full activation recompute runs the
   layers' forward once more: reported as hardware FLOPs, apart from model FLOPs.
 - Embedding lookups, norms, softmax and residual adds are not counted (well under 1%).
-- A random-LTD step runs the full layers at S, the dropping layers at r(t), the head at S. The sum
-  over steps uses sum(r) and sum(r^2); an average length would get the n^2 term wrong.
+- A random-LTD step runs the full layers at S, the dropping layers at r(t), the head at S (with
+  curriculum learning: at c, min(r, c) and c). The sum over steps uses the moments of the lengths
+  (sum(r), sum(r^2)); an average length would get the n^2 term wrong.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ def layer_flops(n_tokens: np.ndarray | int, m: ModelShape) -> np.ndarray | int:
     return projection_flops(n_tokens, m) + mlp_flops(n_tokens, m) + attention_flops(n_tokens, m)
 
 
-def head_flops(m: ModelShape) -> int:
-    """The output head, forward, always on the full sequence: 2 * S * h * V (vit: CLS only)."""
-    return 2 * m.head_tokens * m.hidden_size * m.vocab_size
+def head_flops(m: ModelShape, seq_len: np.ndarray | int | None = None) -> np.ndarray | int:
+    """The output head, forward, on the whole sequence (S, or curriculum learning's c): 2 * n *
+    h * V for n head tokens (vit: the CLS token only, `ModelShape.head_tokens`)."""
+    return 2 * m.head_tokens(seq_len) * m.hidden_size * m.vocab_size
 
 
 @dataclass(frozen=True)
@@ -66,44 +68,11 @@ class RunFlops:
         return self.model + self.recompute
 
 
-def run_flops(
-    m: ModelShape,
-    *,
-    global_batch_size: int,
-    num_steps: int,
-    num_ltd_layers: int,
-    sum_r: int,
-    sum_r2: int,
-    activation_recompute: bool,
-) -> RunFlops:
-    """Training FLOPs of a run whose dropping layers saw sum(r) and sum(r^2) over its steps.
-
-    Each layer's forward is linear plus quadratic in its token count, so the dropping layers'
-    total is exact from the two moments: sum_t f(r_t) = c1 * sum(r) + c2 * sum(r^2).
-    """
-    G, S = global_batch_size, m.seq_len
-    full_layers = m.num_layers - num_ltd_layers
-    # Per component: full layers at S on every step, plus dropping layers from the moments.
-    c1_proj, c1_mlp, c2_attn = projection_flops(1, m), mlp_flops(1, m), attention_flops(1, m)
-    proj = full_layers * num_steps * S * c1_proj + num_ltd_layers * sum_r * c1_proj
-    mlp = full_layers * num_steps * S * c1_mlp + num_ltd_layers * sum_r * c1_mlp
-    attn = full_layers * num_steps * S * S * c2_attn + num_ltd_layers * sum_r2 * c2_attn
-    head = num_steps * head_flops(m)
-    layers_forward = G * (proj + mlp + attn)
-    return RunFlops(
-        projections=float(TRAIN_PASSES * G * proj),
-        mlp=float(TRAIN_PASSES * G * mlp),
-        attention=float(TRAIN_PASSES * G * attn),
-        head=float(TRAIN_PASSES * G * head),
-        recompute=float(layers_forward) if activation_recompute else 0.0,
-    )
-
-
 @dataclass(frozen=True)
 class LengthMoments:
     """Sums over a run's steps, weighted by each step's rows (sequences), of the lengths the
-    layers saw: c (full layers and, but for vit, the head) and k = min(r, c) (dropping layers),
-    and their squares. With curriculum learning c varies; without it c = S."""
+    layers saw: c (full layers and the head) and k = min(r, c) (dropping layers), and their
+    squares. Without curriculum learning c = S and rows = G."""
 
     rows_c: int
     rows_c2: int
@@ -112,18 +81,21 @@ class LengthMoments:
     rows_head: int  # rows x head tokens (c; 1 for vit's CLS head)
 
 
-def composed_run_flops(
+def run_flops(
     m: ModelShape, moments: LengthMoments, *, num_ltd_layers: int, activation_recompute: bool
 ) -> RunFlops:
-    """Training FLOPs of a run composed with curriculum learning: full layers at c, dropping
-    layers at min(r, c), the head at c, each step's rows as they are (exact from the moments, as
-    `run_flops`)."""
+    """Training FLOPs of a run: full layers at c, dropping layers at min(r, c), the head at c.
+
+    A layer's forward is linear plus quadratic in its token count, so every total is exact from
+    the moments: sum_t rows_t f(n_t) = c1 * sum(rows n) + c2 * sum(rows n^2). An average length
+    would get the n^2 term wrong.
+    """
     full = m.num_layers - num_ltd_layers
     c1_proj, c1_mlp, c2_attn = projection_flops(1, m), mlp_flops(1, m), attention_flops(1, m)
     proj = (full * moments.rows_c + num_ltd_layers * moments.rows_k) * c1_proj
     mlp = (full * moments.rows_c + num_ltd_layers * moments.rows_k) * c1_mlp
     attn = (full * moments.rows_c2 + num_ltd_layers * moments.rows_k2) * c2_attn
-    head = moments.rows_head * 2 * m.hidden_size * m.vocab_size
+    head = moments.rows_head * head_flops(m, 1)
     return RunFlops(
         projections=float(TRAIN_PASSES * proj),
         mlp=float(TRAIN_PASSES * mlp),
@@ -133,27 +105,22 @@ def composed_run_flops(
     )
 
 
-def step_flops_composed(
-    r: np.ndarray, c: np.ndarray, m: ModelShape, *, rows: np.ndarray | int, num_ltd_layers: int
-) -> np.ndarray:
-    """Model FLOPs (training) of one step with sequence length c and reserved length r."""
-    k = np.minimum(r, c)
-    full = (m.num_layers - num_ltd_layers) * layer_flops(c, m)
-    head_tokens = 1 if m.arch == "vit" else c
-    head = 2 * head_tokens * m.hidden_size * m.vocab_size
-    return np.asarray(TRAIN_PASSES * rows * (full + num_ltd_layers * layer_flops(k, m) + head))
-
-
 def step_flops(
-    r: np.ndarray | int, m: ModelShape, *, global_batch_size: int, num_ltd_layers: int
-) -> np.ndarray | int:
-    """Model FLOPs (training) of one optimizer step whose dropping layers keep r tokens."""
-    full = (m.num_layers - num_ltd_layers) * layer_flops(m.seq_len, m)
-    return (
-        TRAIN_PASSES
-        * global_batch_size
-        * (full + num_ltd_layers * layer_flops(r, m) + head_flops(m))
-    )
+    m: ModelShape,
+    *,
+    reserved: np.ndarray | int,
+    seqlen: np.ndarray | int | None = None,
+    rows: np.ndarray | int = 1,
+    num_ltd_layers: int,
+) -> np.ndarray:
+    """Model FLOPs (training) of a step of `rows` sequences of `seqlen` tokens (S by default)
+    whose dropping layers keep `reserved`: full layers at c, dropping layers at min(r, c), the
+    head at c."""
+    c = m.seq_len if seqlen is None else seqlen
+    k = np.minimum(reserved, c)
+    full = (m.num_layers - num_ltd_layers) * layer_flops(c, m)
+    ltd = num_ltd_layers * layer_flops(k, m)
+    return np.asarray(TRAIN_PASSES * rows * (full + ltd + head_flops(m, c)))
 
 
 # Memory. Mixed-precision Adam (Rajbhandari et al. 2020, ZeRO): bf16 weights and gradients

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from planner.device import DeviceProfile
-from planner.gpus import GPU_PRESETS, gpu_preset_for_name
+from planner.gpus import GPUS
 from planner.models import kept_to
 
 
@@ -37,10 +37,8 @@ ProfileRef = Annotated[
 
 __all__ = [
     "DEFAULT_MFU",
-    "GPU_PRESETS",
     "HardwareConfig",
     "cost_usd",
-    "gpu_preset_for_name",
     "wall_clock_hours",
 ]
 
@@ -53,7 +51,7 @@ class HardwareConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     gpu: Annotated[str, kept_to(100)] = Field(
-        "a100", description=f"GPU preset: {', '.join(GPU_PRESETS)} (kept to 100 characters)."
+        "a100", description=f"GPU preset: {', '.join(GPUS)} (kept to 100 characters)."
     )
     num_gpus: int = Field(8, ge=1, le=1_000_000, description="GPUs training together.")
     peak_tflops: float | None = Field(
@@ -75,16 +73,16 @@ class HardwareConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_gpu(self) -> HardwareConfig:
-        if self.gpu not in GPU_PRESETS and self.peak_tflops is None:
-            close = difflib.get_close_matches(self.gpu, list(GPU_PRESETS), n=3, cutoff=0.4)
-            known = ", ".join(close or GPU_PRESETS)
+        if self.gpu not in GPUS and self.peak_tflops is None:
+            close = difflib.get_close_matches(self.gpu, list(GPUS), n=3, cutoff=0.4)
+            known = ", ".join(close or GPUS)
             hint = f"did you mean {known}?" if close else f"known: {known}"
             raise ValueError(f"gpu: unknown GPU {self.gpu!r} (give peak_tflops, or {hint})")
         return self
 
     @property
     def peak_flops_per_s(self) -> float:
-        tflops = self.peak_tflops if self.peak_tflops is not None else GPU_PRESETS[self.gpu][0]
+        tflops = self.peak_tflops if self.peak_tflops is not None else GPUS[self.gpu].peak_tflops
         return tflops * 1e12
 
 

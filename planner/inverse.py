@@ -19,6 +19,7 @@ from planner.errors import PlanInputError
 from planner.request import PlanRequest, RandomLTDRequest
 from planner.resolve import Resolved, build_runs, resolve
 from planner.schedule import MAX_REQUIRE_STEPS
+from planner.typed import changed
 
 Metric = Literal["layer_tokens", "flops"]
 
@@ -42,24 +43,21 @@ class InverseResult(BaseModel):
     plan: Plan | None
 
 
-def _saving(r: Resolved, metric: Metric, **update: int) -> float:
+def _saving(res: Resolved, metric: Metric, **update: int) -> float:
     trial = Resolved(
-        r.model,
-        r.global_batch_size,
-        r.ltd.model_copy(update=update),
-        r.baseline_steps,
+        res.model,
+        res.global_batch_size,
+        changed(res.ltd, field="random_ltd", **update),
+        res.baseline_steps,
         "equal_steps",
-        r.baseline_steps,
-        r.hardware,
-        r.lr,
+        res.baseline_steps,
+        res.hardware,
+        res.lr,
     )
     runs = build_runs(trial)
     if metric == "layer_tokens":
-        return 1 - runs.ltd.total(runs.ltd_acc.layer_tokens) / runs.baseline.total(
-            runs.baseline_acc.layer_tokens
-        )
-    base = plan_from_runs(runs)  # FLOPs need the model's formulas; a plan is still sub-ms
-    return base.savings.flops
+        return 1 - runs.ltd.layer_tokens / runs.baseline.layer_tokens
+    return 1 - runs.ltd.flops(False).model / runs.baseline.flops(False).model
 
 
 def _search(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
@@ -77,11 +75,11 @@ def solve(request: PlanRequest, inverse: InverseRequest) -> InverseResult:
     """The schedule parameter that reaches `inverse.target_saving` at equal steps."""
     if request.ltd_train_tokens or request.ltd_train_steps or request.ltd_equal_compute:
         raise PlanInputError("target_saving", "inverse planning compares runs at equal steps")
-    r = resolve(request)
+    res = resolve(request)
     target, metric = inverse.target_saving, inverse.metric
-    cfg = r.ltd
+    cfg = res.ltd
     if inverse.solve_for == "require_steps":
-        best = _saving(r, metric, require_steps=MAX_REQUIRE_STEPS)
+        best = _saving(res, metric, require_steps=MAX_REQUIRE_STEPS)
         if best < target:
             return InverseResult(
                 reachable=False,
@@ -96,12 +94,12 @@ def solve(request: PlanRequest, inverse: InverseRequest) -> InverseResult:
                 ),
             )
         value = _search(
-            1, MAX_REQUIRE_STEPS, lambda x: _saving(r, metric, require_steps=x) >= target
+            1, MAX_REQUIRE_STEPS, lambda x: _saving(res, metric, require_steps=x) >= target
         )
     else:
         sps = cfg.seq_per_step
         smallest = sps if cfg.schedule_type != "constant" else 1
-        best = _saving(r, metric, min_value=smallest)
+        best = _saving(res, metric, min_value=smallest)
         if best < target:
             return InverseResult(
                 reachable=False,
@@ -118,10 +116,10 @@ def solve(request: PlanRequest, inverse: InverseRequest) -> InverseResult:
         # The largest min_value that still reaches the target: search on its negation.
         top = cfg.max_value
         value = top - _search(
-            0, top - smallest, lambda k: _saving(r, metric, min_value=top - k) >= target
+            0, top - smallest, lambda k: _saving(res, metric, min_value=top - k) >= target
         )
     schedule = RandomLTDRequest(**{**cfg.model_dump(), inverse.solve_for: value})
-    solved = request.model_copy(update={"random_ltd": schedule})
+    solved = changed(request, random_ltd=schedule)
     result_plan = plan_from_runs(build_runs(resolve(solved)))
     achieved = getattr(result_plan.savings, metric)
     return InverseResult(

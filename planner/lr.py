@@ -18,8 +18,6 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from planner.budget import Accounting, StepProfile
-
 
 class LRConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -59,19 +57,3 @@ def counter_before(cumulative_tokens: np.ndarray, step_tokens: np.ndarray) -> np
     step's LR): the cumulative count through the step, less the step's own tokens. The one place
     this rule lives."""
     return np.asarray(cumulative_tokens) - np.asarray(step_tokens)
-
-
-def learning_rate_per_step(effective_tokens_per_step: np.ndarray, cfg: LRConfig) -> np.ndarray:
-    """LR of each step of a run given every step's effective tokens, from the first step on."""
-    eff = np.asarray(effective_tokens_per_step)
-    return learning_rate(counter_before(np.cumsum(eff), eff), cfg)
-
-
-def learning_rate_at(
-    profile: StepProfile, acc: Accounting, steps: np.ndarray, cfg: LRConfig
-) -> np.ndarray:
-    """LR at each of `steps` of a run (a step profile and its counters), without stepping."""
-    this_step = acc.effective_tokens(profile.at(steps), profile.seqlen_at(steps))
-    return learning_rate(
-        counter_before(profile.cumulative(acc.effective_tokens, steps), this_step), cfg
-    )

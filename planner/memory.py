@@ -19,20 +19,20 @@ class MemoryEstimate(BaseModel):
     total_bytes_full: int
 
 
-def memory_estimate(r: Resolved) -> MemoryEstimate:
+def memory_estimate(res: Resolved) -> MemoryEstimate:
     """Weights, gradients and optimizer state (bf16 + fp32 Adam) plus activations at the
     schedule's smallest reserved length and at the full sequence."""
-    m, hw = r.model, r.hardware
+    m, hw = res.model, res.hardware
     n = m.num_params
     act = {
         length: F.activation_bytes(
             length,
             m,
-            num_ltd_layers=len(r.ltd.layer_ids or ()),
+            num_ltd_layers=res.num_ltd_layers,
             micro_batch_size=hw.micro_batch_size,
             activation_recompute=hw.activation_recompute,
         )
-        for length in (r.ltd.min_value, m.seq_len)
+        for length in (res.ltd.min_value, m.seq_len)
     }
     states = n * (F.WEIGHT_BYTES + F.GRAD_BYTES + F.OPTIMIZER_BYTES)
     return MemoryEstimate(
@@ -40,8 +40,8 @@ def memory_estimate(r: Resolved) -> MemoryEstimate:
         weights_bytes=n * F.WEIGHT_BYTES,
         gradients_bytes=n * F.GRAD_BYTES,
         optimizer_bytes=n * F.OPTIMIZER_BYTES,
-        activations_bytes_min=act[r.ltd.min_value],
+        activations_bytes_min=act[res.ltd.min_value],
         activations_bytes_full=act[m.seq_len],
-        total_bytes_min=states + act[r.ltd.min_value],
+        total_bytes_min=states + act[res.ltd.min_value],
         total_bytes_full=states + act[m.seq_len],
     )

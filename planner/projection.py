@@ -13,11 +13,13 @@ import math
 import numpy as np
 from pydantic import BaseModel, Field
 
-from planner.device import BUILTIN, DeviceProfile, builtin_profile
+from planner.device import DeviceProfile, builtin_profile
 from planner.errors import PlanInputError
+from planner.gpus import GPUS
 from planner.hardware import HardwareConfig
 from planner.resolve import Runs
-from planner.steptime import StepShape, breakdown_s, step_time_s
+from planner.steptime import StepShape
+from planner.steptime_table import StepTimes
 
 METHOD = "step_time_model"
 REFERENCE_GPU = "a100"  # the shape of a profile for a GPU without a built-in one
@@ -50,7 +52,7 @@ def device_profile_for(hw: HardwareConfig) -> DeviceProfile:
             f"{given!r} is a stored profile's id: only an ltd server can resolve it "
             "(give the profile JSON instead, e.g. --device-profile profile.json)",
         )
-    if hw.gpu in BUILTIN:
+    if hw.gpu in GPUS:
         return builtin_profile(hw.gpu)
     reference = builtin_profile(REFERENCE_GPU)
     scale = hw.peak_flops_per_s / 1e12 / (reference.peak_tflops or 1.0)
@@ -67,12 +69,13 @@ def device_profile_for(hw: HardwareConfig) -> DeviceProfile:
 
 
 def step_shape(runs: Runs) -> StepShape:
-    r = runs.resolved
-    hw = r.hardware
-    per_gpu = r.global_batch_size / hw.num_gpus
+    """What one GPU runs per optimizer step of the plan."""
+    res = runs.resolved
+    hw = res.hardware
+    per_gpu = res.global_batch_size / hw.num_gpus
     return StepShape(
-        model=r.model,
-        num_ltd_layers=len(r.ltd.layer_ids or ()),
+        model=res.model,
+        num_ltd_layers=res.num_ltd_layers,
         micro_batch_size=hw.micro_batch_size,
         accumulation=max(1, math.ceil(per_gpu / hw.micro_batch_size)),
         num_gpus=hw.num_gpus,
@@ -81,22 +84,22 @@ def step_shape(runs: Runs) -> StepShape:
 
 
 def project(runs: Runs) -> Projection:
-    """The step-time projection of a plan's runs."""
+    """The step-time projection of a plan's runs: T(c, min(r, c)) on every segment of the
+    random-LTD run, against the baseline's steps at T(S); T at a few lengths and the parts of
+    T at the schedule's ends, for the reader."""
     profile = device_profile_for(runs.resolved.hardware)
     shape = step_shape(runs)
     S = runs.resolved.model.seq_len
     ltd = runs.ltd
-    lengths = sorted({int(ltd.values[0]), (int(ltd.values[0]) + S) // 2, S})
-    if ltd.seqlens is None:
-        times = step_time_s(np.concatenate((ltd.values, lengths)), shape, profile)  # one pass
-        t_segments, times = times[: len(ltd.values)], times[len(ltd.values) :]
-    else:  # curriculum learning: T(c, min(r, c)) on each segment
-        t_segments = step_time_s(ltd.values, shape, profile, ltd.seqlens)
-        times = step_time_s(np.asarray(lengths), shape, profile)
+    first = int(ltd.reserved[0])
+    lengths = sorted({first, (first + S) // 2, S})
+    table = StepTimes(shape, profile, np.concatenate((ltd.reserved, ltd.seqlens, lengths)))
+    t_segments = table.step_time_s(ltd.reserved, ltd.seqlens)
+    times = table.step_time_s(np.asarray(lengths))
     t_full = float(times[-1])
     ltd_time = float(np.dot(t_segments, ltd.counts.astype(np.float64)))
     base_time = runs.baseline.num_steps * t_full
-    ends = sorted({int(ltd.values[0]), S})
+    ends = sorted({first, S})
     return Projection(
         method=METHOD,
         device_profile=f"{profile.device_name} ({profile.dtype}): {profile.source}",
@@ -105,7 +108,5 @@ def project(runs: Runs) -> Projection:
         accumulation_steps=shape.accumulation,
         time_ratio=ltd_time / base_time if base_time else 1.0,
         step_time_ms={str(n): float(t) * 1e3 for n, t in zip(lengths, times, strict=True)},
-        breakdown_ms={
-            str(n): {k: v * 1e3 for k, v in breakdown_s(n, shape, profile).items()} for n in ends
-        },
+        breakdown_ms={str(n): {k: v * 1e3 for k, v in table.breakdown_s(n).items()} for n in ends},
     )

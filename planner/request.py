@@ -12,11 +12,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from planner.curriculum import CurriculumConfig
-from planner.deepspeed import DeepSpeedConfig
+from planner.deepspeed_config import DeepSpeedConfig
 from planner.errors import input_error_from
 from planner.hardware import HardwareConfig
+from planner.hf_config import ModelSpec
 from planner.lr import LRConfig
-from planner.models import MAX_LAYERS, MAX_SEQ_LEN, ModelSpec
+from planner.models import MAX_LAYERS, MAX_SEQ_LEN
 from planner.schedule import MAX_REQUIRE_STEPS, ScheduleType
 
 MAX_TRAIN_TOKENS = 10**15  # 1,000T tokens: ~30x the largest runs published; more is a typo

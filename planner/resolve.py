@@ -13,24 +13,25 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
-from planner.budget import (
-    Accounting,
-    StepProfile,
-    baseline_steps_for_tokens,
-    constant_profile,
-    profile_for_steps,
-    profile_until,
-)
 from planner.curriculum import CurriculumConfig
-from planner.deepspeed import parse_deepspeed_config
-from planner.errors import PlanInputError, input_error_from
+from planner.deepspeed_config import LTD as DS_RANDOM_LTD
+from planner.deepspeed_config import DeepSpeedConfig, DeepSpeedRandomLTD, parse_deepspeed_config
+from planner.errors import PlanInputError
 from planner.hardware import HardwareConfig
+from planner.hf_config import resolve_model
 from planner.lr import LRConfig
-from planner.models import ModelShape, resolve_model
+from planner.models import ModelShape
 from planner.request import MAX_TRAIN_STEPS, PlanRequest
+from planner.run import (
+    Counters,
+    Run,
+    baseline_steps_for_tokens,
+    constant_run,
+    run_for_steps,
+    run_until,
+)
 from planner.schedule import RandomLTDConfig, default_ltd_layer_ids
+from planner.typed import changed
 
 # Part of every plan id: a change to how figures are projected gives new ids, so that plans
 # stored under the old method are not served as if they were computed with the new one.
@@ -71,6 +72,11 @@ class Resolved:
         }
 
     @property
+    def num_ltd_layers(self) -> int:
+        """Layers that drop tokens (the ids are explicit once resolved; none: CL alone)."""
+        return len(self.ltd.layer_ids or ())
+
+    @property
     def plan_id(self) -> str:
         blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return "p_" + hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -104,26 +110,58 @@ def _layer_ids(cfg: RandomLTDConfig, model: ModelShape, field: str) -> tuple[int
 def resolve(req: PlanRequest) -> Resolved:
     """Settle every default of a request; raises PlanInputError naming the field."""
     model = resolve_model(req.model)
-    ds_config = req.deepspeed_config.as_dict() if req.deepspeed_config else None
-    ds = parse_deepspeed_config(ds_config) if ds_config else None
-    if ds and ds.total_layer_num is not None and ds.total_layer_num != model.num_layers:
+    ds = _deepspeed(req, model)
+    G = _batch_size(req, ds)
+    baseline_steps = _baseline_steps(req, G, model.seq_len)
+    curriculum, reorder = _curriculum(req, ds, model.seq_len)
+    cfg = _schedule(req, ds, model, baseline_steps)
+    baseline_layer_tokens = baseline_steps * G * model.seq_len * model.num_layers
+    stop, target = _ltd_stop(req, baseline_layer_tokens, baseline_steps)
+    return Resolved(
+        model, G, cfg, baseline_steps, stop, target, req.hardware, req.lr, curriculum, reorder
+    )
+
+
+def _deepspeed(req: PlanRequest, model: ModelShape) -> DeepSpeedRandomLTD | None:
+    """What the request's DeepSpeed config says (None: no config, or one that gives nothing,
+    `{}`); its layer count must be the model's."""
+    if req.deepspeed_config is None or req.deepspeed_config == DeepSpeedConfig():
+        return None
+    ds = parse_deepspeed_config(req.deepspeed_config)
+    if ds.total_layer_num is not None and ds.total_layer_num != model.num_layers:
         raise PlanInputError(
-            "deepspeed_config.data_efficiency.data_routing.random_ltd.total_layer_num",
+            f"{DS_RANDOM_LTD}.total_layer_num",
             f"is {ds.total_layer_num} but the model has {model.num_layers} layers",
         )
+    return ds
+
+
+def _batch_size(req: PlanRequest, ds: DeepSpeedRandomLTD | None) -> int:
+    """G: the request's, else the DeepSpeed config's."""
     G = req.train_batch_size or (ds.train_batch_size if ds else None)
     if G is None:
         raise PlanInputError(
             "train_batch_size", "required (or give a deepspeed_config with train_batch_size)"
         )
-    S = model.seq_len
-    if req.train_tokens is not None:
-        baseline_steps = baseline_steps_for_tokens(req.train_tokens, G, S)
-        if baseline_steps > MAX_TRAIN_STEPS:
-            raise PlanInputError("train_tokens", f"implies {baseline_steps:,} steps (max 10^10)")
-    else:
+    return G
+
+
+def _baseline_steps(req: PlanRequest, G: int, S: int) -> int:
+    """The baseline's optimizer steps: given, or enough for its token budget."""
+    if req.train_tokens is None:
         assert req.train_steps is not None  # PlanRequest holds exactly one of the two
-        baseline_steps = req.train_steps
+        return req.train_steps
+    steps = baseline_steps_for_tokens(req.train_tokens, G, S)
+    if steps > MAX_TRAIN_STEPS:
+        raise PlanInputError("train_tokens", f"implies {steps:,} steps (max 10^10)")
+    return steps
+
+
+def _curriculum(
+    req: PlanRequest, ds: DeepSpeedRandomLTD | None, S: int
+) -> tuple[CurriculumConfig | None, tuple[str, ...]]:
+    """The length curriculum (the request's over the DeepSpeed config's; None: none) and the
+    metrics that only reorder data."""
     curriculum = req.curriculum or (ds.curriculum if ds else None)
     reorder = ds.reorder_metrics if ds else ()
     if curriculum is not None and not curriculum.sets_length:  # a metric that only reorders
@@ -135,49 +173,31 @@ def resolve(req: PlanRequest) -> Resolved:
             f"{where}.max_difficulty",
             f"({curriculum.max_difficulty}) exceeds the model's seq_len ({S})",
         )
+    return curriculum, reorder
+
+
+def _schedule(
+    req: PlanRequest, ds: DeepSpeedRandomLTD | None, model: ModelShape, baseline_steps: int
+) -> RandomLTDConfig:
+    """The random-LTD schedule, layer ids explicit: the request's fields over the DeepSpeed
+    config's over the defaults. None dropped (S kept in no layer) when the request turns
+    random-LTD off, or a DeepSpeed config gives only a curriculum and the request no schedule."""
+    S = model.seq_len
     asked = req.random_ltd.model_dump(exclude_none=True) if req.random_ltd else {}
-    off = asked.get("enabled") is False
-    if off or (ds is not None and ds.config is None and not asked):  # curriculum only
-        cfg = RandomLTDConfig(
+    if asked.get("enabled") is False or (ds is not None and ds.config is None and not asked):
+        return RandomLTDConfig(
             min_value=S, max_value=S, schedule_type="constant", require_steps=1, layer_ids=()
         )
-        return _resolved(req, model, G, cfg, baseline_steps, curriculum, reorder)
     cfg = ds.config if ds and ds.config else _default_ltd(model, baseline_steps)
-    overrides = (
-        req.random_ltd.model_dump(exclude_none=True, exclude={"enabled"}) if req.random_ltd else {}
-    )
-    field = (
-        "random_ltd"
-        if overrides or ds is None
-        else ("deepspeed_config.data_efficiency.data_routing.random_ltd")
-    )
+    overrides = {key: value for key, value in asked.items() if key != "enabled"}
+    field = "random_ltd" if overrides or ds is None else DS_RANDOM_LTD
     if overrides:
-        try:
-            cfg = RandomLTDConfig.model_validate({**cfg.model_dump(), **overrides})
-        except ValidationError as exc:
-            raise input_error_from(exc, prefix="random_ltd") from None
+        cfg = changed(cfg, field="random_ltd", **overrides)
     if cfg.max_value > S:
         raise PlanInputError(
             f"{field}.max_value", f"({cfg.max_value}) exceeds the model's seq_len ({S})"
         )
-    cfg = cfg.model_copy(update={"layer_ids": _layer_ids(cfg, model, field)})
-    return _resolved(req, model, G, cfg, baseline_steps, curriculum, reorder)
-
-
-def _resolved(
-    req: PlanRequest,
-    model: ModelShape,
-    G: int,
-    cfg: RandomLTDConfig,
-    baseline_steps: int,
-    curriculum: CurriculumConfig | None,
-    reorder: tuple[str, ...],
-) -> Resolved:
-    S = model.seq_len
-    stop, target = _ltd_stop(req, baseline_steps * G * S * model.num_layers, baseline_steps)
-    return Resolved(
-        model, G, cfg, baseline_steps, stop, target, req.hardware, req.lr, curriculum, reorder
-    )
+    return changed(cfg, field=field, layer_ids=_layer_ids(cfg, model, field))
 
 
 def _ltd_stop(
@@ -197,31 +217,34 @@ def _ltd_stop(
 
 @dataclass(frozen=True)
 class Runs:
-    """The two runs of a plan as step profiles, with the counters each keeps."""
+    """The two runs of a plan."""
 
     resolved: Resolved
-    baseline: StepProfile
-    baseline_acc: Accounting
-    ltd: StepProfile
-    ltd_acc: Accounting
+    baseline: Run
+    ltd: Run
 
 
-def build_runs(r: Resolved) -> Runs:
-    m, G, cl = r.model, r.global_batch_size, r.curriculum
-    base_acc = Accounting(G, m.seq_len, m.num_layers, 0, m.seq_len)
-    reshape = r.hardware.micro_batch_size if cl is not None and cl.reshape else None
-    L_ltd = len(r.ltd.layer_ids or ())
-    ltd_acc = Accounting(G, m.seq_len, m.num_layers, L_ltd, r.ltd.max_value, reshape)
-    baseline = constant_profile(r.baseline_steps, m.seq_len)
+def build_runs(res: Resolved) -> Runs:
+    """The baseline (dense, `baseline_steps`) and the random-LTD run (stopped by `ltd_stop`)."""
+    m, G, cl = res.model, res.global_batch_size, res.curriculum
+    baseline = constant_run(res.baseline_steps, Counters(m, G, 0, m.seq_len))
+    counters = Counters(
+        m,
+        G,
+        res.num_ltd_layers,
+        res.ltd.max_value,
+        length_curriculum=cl is not None,
+        reshape_micro_batch=res.hardware.micro_batch_size
+        if cl is not None and cl.reshape
+        else None,
+    )
     multiple = BERT_SEQLEN_MULTIPLE if m.arch == "bert" else 1
-    if r.ltd_stop in ("equal_steps", "ltd_train_steps"):
-        ltd = profile_for_steps(r.ltd, r.ltd_target, cl, multiple)
-    elif r.ltd_stop == "ltd_train_tokens":
-        ltd = profile_until(r.ltd, ltd_acc.effective_tokens, r.ltd_target, cl, multiple)
-    elif cl is not None:  # equal compute: the LayerTokens each layer really processed
-        ltd = profile_until(r.ltd, ltd_acc.actual_layer_tokens, r.ltd_target, cl, multiple)
-    else:
-        ltd = profile_until(r.ltd, ltd_acc.layer_tokens, r.ltd_target)
+    if res.ltd_stop in ("equal_steps", "ltd_train_steps"):
+        ltd = run_for_steps(res.ltd, counters, res.ltd_target, cl, multiple)
+    elif res.ltd_stop == "ltd_train_tokens":
+        ltd = run_until(res.ltd, counters, counters.effective_tokens, res.ltd_target, cl, multiple)
+    else:  # equal compute: the LayerTokens the plan reports (the actual ones with CL)
+        ltd = run_until(res.ltd, counters, counters.layer_tokens, res.ltd_target, cl, multiple)
     if ltd.num_steps > MAX_TRAIN_STEPS:
-        raise PlanInputError(r.ltd_stop, f"implies {ltd.num_steps:,} steps (max 10^10)")
-    return Runs(r, baseline, base_acc, ltd, ltd_acc)
+        raise PlanInputError(res.ltd_stop, f"implies {ltd.num_steps:,} steps (max 10^10)")
+    return Runs(res, baseline, ltd)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from planner.document import Plan
 from planner.models import ModelShape
 from planner.resolve import Runs
 from planner.schedule import RandomLTDConfig, default_ltd_layer_ids
+from planner.typed import changed
 from planner.validation import ValidationSettings
 
 STEP_EFFICIENCY = 0.35  # a training step reaches about this share of the matmul probe's FLOP/s
@@ -66,7 +68,7 @@ def scaled_lengths(lengths: list[int], seq_len: int, measured_seq_len: int) -> l
 
 
 def measured_shape(m: ModelShape, size: JobSize) -> ModelShape:
-    return m.model_copy(update={"num_layers": size.num_layers, "seq_len": size.seq_len})
+    return changed(m, num_layers=size.num_layers, seq_len=size.seq_len)
 
 
 def measured_ltd_layer_ids(plan: Plan, size: JobSize) -> tuple[int, ...]:
@@ -96,9 +98,9 @@ def estimate_job_s(
 ) -> float:
     """Seconds of `step_equivalents` full-length steps at STEP_EFFICIENCY of a measured rate."""
     step = F.step_flops(
-        shape.seq_len,
         shape,
-        global_batch_size=micro_batch_size,
+        reserved=shape.seq_len,
+        rows=micro_batch_size,
         num_ltd_layers=len(default_ltd_layer_ids(shape.num_layers)),
     )
     return step_equivalents * float(step) / (flops_per_s * STEP_EFFICIENCY)
@@ -116,7 +118,9 @@ def estimate_job_bytes(shape: ModelShape, micro_batch_size: int) -> int:
         activation_recompute=False,
         flash_attention=True,
     )
-    logits = 3 * 4 * micro_batch_size * shape.head_tokens * padded_vocab_size(shape.vocab_size)
+    logits = (
+        3 * 4 * micro_batch_size * int(shape.head_tokens()) * padded_vocab_size(shape.vocab_size)
+    )
     return 16 * shape.num_params + acts + logits
 
 
@@ -138,7 +142,7 @@ def size_job(
     reasons: list[str] = []
 
     def fits() -> tuple[bool, str]:
-        shape = m.model_copy(update={"num_layers": L, "seq_len": S})
+        shape = changed(m, num_layers=L, seq_len=S)
         mem = estimate_job_bytes(shape, mb)
         if mem > memory_bytes:
             return False, f"needs ~{mem / 2**30:.1f} GiB of {memory_bytes / 2**30:.1f} GiB"
@@ -181,26 +185,24 @@ def scaled_schedule(plan: Plan, *, seq_len: int, num_steps: int) -> RandomLTDCon
     k = seq_len / plan.model.seq_len
     seq_per_step = max(1, round(cfg.seq_per_step * k))
     ramp = cfg.require_steps / max(plan.random_ltd.steps, 1)
-    return cfg.model_copy(
-        update={
-            "min_value": max(seq_per_step, round(cfg.min_value * k)),
-            "max_value": seq_len,
-            "seq_per_step": seq_per_step,
-            "require_steps": max(1, round(ramp * num_steps)),
-            "layer_ids": None,
-        }
+    return changed(
+        cfg,
+        min_value=max(seq_per_step, round(cfg.min_value * k)),
+        max_value=seq_len,
+        seq_per_step=seq_per_step,
+        require_steps=max(1, round(ramp * num_steps)),
+        layer_ids=None,
     )
 
 
 def composed_pairs(runs: Runs, count: int = DEFAULT_NUM_LENGTHS + 2) -> list[tuple[int, int]]:
     """(c, r) pairs a composed (curriculum learning) schedule visits, at evenly spaced shares
     of its steps, and (S, S): what a validation job times to fit T(c, min(r, c))."""
-    prof = runs.ltd
-    assert prof.seqlens is not None
+    run = runs.ltd
     S = runs.resolved.model.seq_len
-    steps = np.linspace(0, max(prof.num_steps - 1, 0), count).astype(np.int64)
-    seg = prof.segment_of(steps)
-    pairs = {(int(prof.seqlens[i]), int(prof.values[i])) for i in seg} | {(S, S)}
+    steps = np.linspace(0, max(run.num_steps - 1, 0), count).astype(np.int64)
+    seg = run.segment_of(steps)
+    pairs = {(int(run.seqlens[i]), int(run.reserved[i])) for i in seg} | {(S, S)}
     return sorted(pairs)
 
 
@@ -217,7 +219,7 @@ def scaled_curriculum(plan: Plan, *, seq_len: int, num_steps: int) -> Curriculum
     def length(n: int) -> int:
         return max(1, min(seq_len, round(n * k)))
 
-    update: dict[str, object]
+    update: dict[str, Any]
     if cl.schedule_type == "fixed_discrete":
         assert sc.difficulty is not None and sc.max_step is not None
         max_step = sorted({max(1, round(s * steps)) for s in sc.max_step})
@@ -235,10 +237,9 @@ def scaled_curriculum(plan: Plan, *, seq_len: int, num_steps: int) -> Curriculum
                 1, min(round(sc.difficulty_step * k), length(cl.min_difficulty))
             ),
         }
-    return cl.model_copy(
-        update={
-            "min_difficulty": length(cl.min_difficulty),
-            "max_difficulty": length(cl.max_difficulty),
-            "schedule_config": sc.model_copy(update=update),
-        }
+    return changed(
+        cl,
+        min_difficulty=length(cl.min_difficulty),
+        max_difficulty=length(cl.max_difficulty),
+        schedule_config=changed(sc, **update),
     )

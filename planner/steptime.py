@@ -15,8 +15,11 @@ group of kernels costs max(its work, its launch overhead), which is what makes a
 big GPU slower with dropping; on the CPU the two add. With an ideal device (flat rate, free
 memory, no launches, no communication) T(r)/T(S) is exactly the FLOPs ratio.
 
+`planner.steptime_table` evaluates the parts over every length a plan needs at once.
+
 The counts of bytes and kernels follow the project's own torch implementation (worker/model.py:
-pre-LN blocks, SDPA, fp32 master weights under autocast, the gather/scatter of worker/ltd.py).
+pre-LN blocks, SDPA, fp32 master weights under autocast, the gather/scatter of
+worker/token_drop.py).
 """
 
 from __future__ import annotations
@@ -105,10 +108,7 @@ def attention_core_s(n: np.ndarray, shape: StepShape, profile: DeviceProfile) ->
 
 def head_tokens(shape: StepShape, seq: np.ndarray | None) -> np.ndarray:
     """Tokens the head runs on per sequence: the sequence (S, or CL's c), vit's CLS token."""
-    m = shape.model
-    if m.arch == "vit":
-        return np.asarray(1.0)
-    return np.asarray(m.seq_len if seq is None else seq, dtype=np.float64)
+    return np.asarray(shape.model.head_tokens(seq), dtype=np.float64)
 
 
 def head_matmul_s(
@@ -155,7 +155,7 @@ def layer_memory_bytes(n: np.ndarray, shape: StepShape, profile: DeviceProfile) 
 
 
 def drop_bytes(r: np.ndarray, shape: StepShape) -> np.ndarray:
-    """Random-LTD's token path in one dropping layer (worker/ltd.py), fp32 residual stream:
+    """Random-LTD's token path in one dropping layer (worker/token_drop.py), fp32 residual stream:
     forward gathers r rows (read, write) and restores them into a copy of the S rows (read, write
     S, write r); backward clears the kept rows of a copy of the gradient (read, write S), gathers
     their gradient (read, write r) and writes it in place (read, write r); sampling sorts b x S
@@ -215,41 +215,18 @@ def layer_kernels(dropping: bool, profile: DeviceProfile) -> int:
     return LAYER_KERNELS + casts + (DROP_KERNELS if dropping else 0)
 
 
-def layer_s(n: np.ndarray, shape: StepShape, profile: DeviceProfile, *, dropping: bool) -> Seconds:
-    """One layer of one micro-batch at n tokens: its matmuls, attention core and memory-bound
-    work (with the token path where it drops), and its kernels' launches. Full recompute runs
-    the forward once more (a third more work and kernels)."""
-    work = (
-        layer_matmul_s(n, shape, profile)
-        + attention_core_s(n, shape, profile)
-        + memory_s(layer_memory_bytes(n, shape, profile), profile)
-    )
+def layer_with_launches(
+    work: np.ndarray, n: np.ndarray, shape: StepShape, profile: DeviceProfile, *, dropping: bool
+) -> Seconds:
+    """A layer's work (matmuls + attention core + memory-bound work, at n tokens) with the token
+    path where the layer drops, full recompute's extra forward, and the launches of its
+    kernels."""
     if dropping:
         work = work + memory_s(drop_bytes(n, shape), profile)
     kernels = float(layer_kernels(dropping, profile))
     if shape.activation_recompute:
         work, kernels = work * 4 / 3, kernels * 4 / 3
     return with_launches(work, kernels, profile)
-
-
-def head_s(shape: StepShape, profile: DeviceProfile, seq: np.ndarray | None = None) -> Seconds:
-    """Embedding, final norm, head and loss of one micro-batch, on the whole sequence."""
-    traffic = memory_s(head_memory_bytes(shape, profile, seq), profile)
-    work = head_matmul_s(shape, profile, seq) + traffic + loss_s(shape, profile, seq)
-    return with_launches(np.asarray(work), HEAD_KERNELS, profile)
-
-
-def micro_batch_s(
-    r: np.ndarray, shape: StepShape, profile: DeviceProfile, seq: np.ndarray | None = None
-) -> Seconds:
-    """Forward and backward of one micro-batch: full layers at c (S without curriculum
-    learning), dropping layers at r where r < c (else they run whole), the head at c."""
-    c = np.asarray(shape.model.seq_len if seq is None else seq, dtype=np.int64)
-    r = np.minimum(np.asarray(r, dtype=np.int64), c)
-    at_c = layer_s(c, shape, profile, dropping=False)
-    full = shape.num_full_layers * at_c
-    ltd = shape.num_ltd_layers * np.where(r < c, layer_s(r, shape, profile, dropping=True), at_c)
-    return full + ltd + head_s(shape, profile, None if seq is None else c)
 
 
 # Once per optimizer step ------------------------------------------------------------------------
@@ -298,54 +275,3 @@ def allreduce_s(shape: StepShape, profile: DeviceProfile, backward_s: float) -> 
     total = shape.model.num_params * MASTER_BYTES * ring
     last_bucket = min(DDP_BUCKET_BYTES, shape.model.num_params * MASTER_BYTES) * ring
     return max(total - backward_s, last_bucket)
-
-
-def step_time_s(
-    r: np.ndarray | int,
-    shape: StepShape,
-    profile: DeviceProfile,
-    seq: np.ndarray | None = None,
-) -> Seconds:
-    """T(r): one optimizer step, seconds, for each reserved length in `r` (with curriculum
-    learning, `seq` holds each step's sequence length c: T(c, min(r, c)))."""
-    micro = micro_batch_s(np.atleast_1d(np.asarray(r)), shape, profile, seq)
-    exposed = 0.0
-    if shape.num_gpus > 1:
-        backward = float(micro_batch_s(np.asarray([shape.model.seq_len]), shape, profile)[0])
-        exposed = allreduce_s(shape, profile, backward * 2 / 3)
-    return shape.accumulation * micro + optimizer_s(shape, profile) + exposed
-
-
-def breakdown_s(r: int, shape: StepShape, profile: DeviceProfile) -> dict[str, float]:
-    """The named parts of T(r), seconds (launch overhead shown where it exceeds the work)."""
-    S, rr = shape.model.seq_len, np.asarray(min(r, shape.model.seq_len))
-    dropping = bool(rr < S)
-    n_ltd = rr if dropping else np.asarray(S)
-    k, L_ltd, L_full = shape.accumulation, shape.num_ltd_layers, shape.num_full_layers
-
-    def layers(fn: object) -> float:
-        at_s = float(fn(np.asarray(S), shape, profile))  # type: ignore[operator]
-        at_r = float(fn(n_ltd, shape, profile))  # type: ignore[operator]
-        return k * (L_full * at_s + L_ltd * at_r)
-
-    parts: dict[str, float] = {
-        "matmuls": layers(layer_matmul_s) + k * float(head_matmul_s(shape, profile)),
-        "attention": layers(attention_core_s),
-        "memory_bound": k
-        * float(
-            memory_s(
-                L_full * layer_memory_bytes(np.asarray(S), shape, profile)
-                + L_ltd * layer_memory_bytes(n_ltd, shape, profile)
-                + head_memory_bytes(shape, profile),
-                profile,
-            )
-            + float(loss_s(shape, profile))
-        ),
-        "token_drop": k * L_ltd * float(memory_s(drop_bytes(rr, shape), profile)),
-        "optimizer": optimizer_s(shape, profile),
-    }
-    total = float(step_time_s(rr, shape, profile)[0])
-    backward = float(micro_batch_s(np.asarray([S]), shape, profile)[0]) * 2 / 3
-    parts["allreduce_exposed"] = allreduce_s(shape, profile, backward)
-    parts["launch_overhead"] = max(0.0, total - sum(parts.values()))
-    return parts

@@ -1,32 +1,14 @@
-"""Validation jobs: their settings, their result, and how a measurement calibrates a plan.
-
-Shared by `api/` (which stores and serves them) and `worker/` (which measures them); pure numbers.
-
-A job measures step time T'(r) of a possibly scaled-down model (L' layers, L'_ltd of them
-dropping) at a few reserved lengths r. The saving of random-LTD is a ratio that carries over to the
-full model when taken per layer:
-
-    d(r)      = (T'(r) - T'(S)) / L'_ltd            time a dropping layer saves at length r
-    T(S)      = T'(S) * F(S) / F'(S)                full model's step, scaled by its FLOPs ratio
-    T(r)      = T(S) + L_ltd * d(r)
-    saving    = 1 - sum_t T(r_t) / (n_baseline * T(S))
-
-With L' = L this is exactly DESIGN.md's `1 - sum_t T(r_t) / (n_baseline * T(S))`. T'(r) is fitted
-by least squares as c0 + c1 r + c2 r^2, so the sum over a run is exact from sum(r), sum(r^2).
-"""
+"""Validation jobs: their settings and their result, as the API stores them and the worker
+reports them (pure pydantic). What a result means for a plan (the fitted step time, the saving it
+implies, the calibrated projection) is `planner.calibration`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.device import DeviceProfile
-from planner.document import Calibration, Plan, request_from_plan
-from planner.hardware import cost_usd, gpu_preset_for_name, wall_clock_hours
-from planner.resolve import Runs, build_runs, resolve
 
 # Bounds of what a worker measures: beyond any run, inside every number type the API stores.
 Length = Annotated[int, Field(ge=1, le=10**7)]  # tokens in a sequence
@@ -45,10 +27,13 @@ class ValidationSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    mode: Literal["throughput", "convergence", "both", "profile"] = Field(
+    mode: Literal["throughput", "quality", "convergence", "both", "profile"] = Field(
         "throughput",
-        description="Measure step time, train both runs to equal LayerTokens, or both; or "
-        "measure the device into a device profile (`ltd profile`) that the API stores.",
+        description="throughput: measure step time across the schedule. quality: time the "
+        "steps, then train baseline and random-LTD on paired seeds (`basis`) and compare their "
+        "held-out losses with a noise band. convergence / both: one seed trained to equal "
+        "LayerTokens (without / with throughput). profile: measure the device into a device "
+        "profile (`ltd profile`) that the API stores.",
     )
     num_layers: int | None = Field(
         None, ge=3, le=1000, description="Layers to build; default: the plan's, scaled to fit."
@@ -72,6 +57,27 @@ class ValidationSettings(BaseModel):
         "auto", description="auto: bfloat16 autocast on CUDA, float32 on the CPU."
     )
     max_minutes: float = Field(10.0, gt=0, le=24 * 60, description="Time cap; scale to fit it.")
+    seeds: int = Field(
+        3, ge=2, le=50, description="Quality: paired seeds (each pair shares init and data)."
+    )
+    basis: Literal["equal_time", "equal_layer_tokens"] = Field(
+        "equal_time",
+        description="Quality: each run gets the same time on this device (step counts from the "
+        "measured step times), or the same LayerTokens (the paper's basis).",
+    )
+    batch_size: int = Field(
+        8,
+        ge=8,
+        le=65_536,
+        description="Quality: sequences per optimizer step, accumulated over micro-batches "
+        "where memory needs it.",
+    )
+    eval_points: int = Field(
+        5, ge=1, le=100, description="Quality: evaluations along each run (the last at its end)."
+    )
+    eval_batches: int = Field(
+        16, ge=1, le=10_000, description="Quality: held-out batches (of batch_size) per evaluation."
+    )
 
 
 class StepTime(BaseModel):
@@ -100,6 +106,60 @@ class ConvergenceResult(BaseModel):
     random_ltd_steps: Count
     baseline_eval_loss: Loss
     random_ltd_eval_loss: Loss
+
+
+class QualityCurve(BaseModel):
+    """One run's held-out loss along its training, against the time it was given."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    run: Literal["baseline", "random_ltd"]
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    steps: list[Count] = Field(max_length=1000, description="Optimizer steps done at each point.")
+    seconds: list[Ms] = Field(
+        max_length=1000,
+        description="The run's time at each point by the measured step times (its time on "
+        "this device).",
+    )
+    eval_loss: list[Loss] = Field(max_length=1000)
+
+
+class QualityResult(BaseModel):
+    """Is the saving worth taking? Baseline and random-LTD on paired seeds (planner.quality)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    basis: Literal["equal_time", "equal_layer_tokens"]
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(max_length=100)
+    baseline_eval_loss: list[Loss] = Field(max_length=100, description="Final loss, per seed.")
+    random_ltd_eval_loss: list[Loss] = Field(max_length=100, description="Final loss, per seed.")
+    baseline_steps: Count
+    random_ltd_steps: Count
+    baseline_seconds: Annotated[float, Field(ge=0, le=1e8)] = Field(
+        description="The time the baseline was given (by the measured step times)."
+    )
+    random_ltd_seconds: Annotated[float, Field(ge=0, le=1e8)]
+    baseline_layer_tokens: Count
+    random_ltd_layer_tokens: Count
+    batch_size: Count = Field(description="Sequences per optimizer step.")
+    seq_len: Length
+    eval_tokens: Count = Field(description="Held-out tokens each evaluation reads.")
+    difference_mean: Signed = Field(
+        description="Random-LTD minus baseline, mean over seeds (negative: random-LTD better)."
+    )
+    difference_ci95: tuple[Signed, Signed] = Field(
+        description="95% t-interval of the paired differences, [lo, hi]."
+    )
+    verdict: Literal["better", "no_detectable_difference", "worse"] = Field(
+        description="better: hi < 0; worse: lo > 0; else no_detectable_difference."
+    )
+    detectable_difference: Annotated[float, Field(ge=0, le=1e6)] = Field(
+        description="The smallest difference this job had an 80% chance to call."
+    )
+    curves: list[QualityCurve] = Field(max_length=200)
+    stopped_early: Annotated[str, Field(max_length=2000)] | None = Field(
+        None, description="Why the job ended before every seed was trained (max_minutes)."
+    )
 
 
 class ValidationResult(BaseModel):
@@ -133,9 +193,9 @@ class ValidationResult(BaseModel):
     step_time_fit: list[Signed] | None = Field(
         None,
         max_length=10,
-        description="T'(r) = c0 + c1 r + c2 r^2, milliseconds; composed with curriculum "
-        "learning, T(c, k) = a + b c + e k + d c^2 + f k^2 as [a, b, e, d, f], k = min(r, c); "
-        "None: no step timed.",
+        description="The measured model's step time T'(c, k) = a + b c + e k + d c^2 + f k^2 "
+        "as [a, b, e, d, f], milliseconds, in the plan's units of length (k = min(r, c); c = S "
+        "without curriculum learning); None: no step timed.",
     )
     measured_wall_clock_saving: Saving | None = Field(
         None, description="The plan's saving from the measured T'(r); None: nothing was timed."
@@ -157,133 +217,10 @@ class ValidationResult(BaseModel):
         None, description="Share of the step spent gathering and scattering tokens."
     )
     convergence: ConvergenceResult | None = None
+    quality: QualityResult | None = None
     device_profile: DeviceProfile | None = Field(
         None, description="Mode profile: the device measured (the API stores it)."
     )
     seconds: Annotated[float, Field(ge=0, le=1e8)] = Field(
         description="Wall-clock seconds the job took."
     )
-
-
-def fit_step_time(
-    lengths: Sequence[float] | np.ndarray,
-    times_ms: Sequence[float] | np.ndarray,
-) -> list[float]:
-    """Least-squares T(r) = c0 + c1 r + c2 r^2 (fewer terms when there are fewer points)."""
-    r = np.asarray(lengths, dtype=np.float64)
-    t = np.asarray(times_ms, dtype=np.float64)
-    degree = min(2, len(np.unique(r)) - 1)
-    coeffs = np.polynomial.polynomial.polyfit(r, t, degree)
-    return [float(c) for c in np.pad(coeffs, (0, 3 - len(coeffs)))]
-
-
-def measured_saving(
-    runs: Runs,
-    fit: list[float],
-    *,
-    measured_num_layers: int,
-    measured_ltd_layers: int,
-    flops_ratio: float,
-) -> float:
-    """The plan's wall-clock saving implied by a fitted T'(r) (module docstring).
-
-    `flops_ratio` is F(S) / F'(S): a full model step's FLOPs over the measured model's, at S.
-    """
-    c0, c1, c2 = fit
-    S = runs.resolved.model.seq_len
-    L_ltd = len(runs.resolved.ltd.layer_ids or ())
-
-    def t_measured(r: float) -> float:
-        return c0 + c1 * r + c2 * r * r
-
-    t_full_S = t_measured(S) * flops_ratio
-    # sum_t d(r_t) over the random-LTD run, from the moments of its schedule.
-    n = runs.ltd.num_steps
-    sum_r, sum_r2 = runs.ltd.total(lambda r, c: r), runs.ltd.total(lambda r, c: r * r)
-    sum_d = (c0 * n + c1 * sum_r + c2 * sum_r2 - n * t_measured(S)) / max(measured_ltd_layers, 1)
-    ltd_time = n * t_full_S + L_ltd * sum_d
-    base_time = runs.baseline.num_steps * t_full_S
-    return 1.0 - ltd_time / base_time
-
-
-def fit_composed_step_time(
-    pairs: Sequence[tuple[float, float]], times_ms: Sequence[float]
-) -> list[float]:
-    """Least-squares T(c, k) = a + b c + d c^2 + e k + f k^2 over measured (c, k) pairs, k =
-    min(r, c) (fewer terms when there are fewer distinct pairs)."""
-    c = np.asarray([p[0] for p in pairs], dtype=np.float64)
-    k = np.asarray([p[1] for p in pairs], dtype=np.float64)
-    columns = [np.ones_like(c), c, k, c * c, k * k]
-    terms = min(len(columns), len(set(pairs)))
-    design = np.stack(columns[:terms], axis=1)
-    coeffs, *_ = np.linalg.lstsq(design, np.asarray(times_ms, dtype=np.float64), rcond=None)
-    return [float(x) for x in np.pad(coeffs, (0, len(columns) - terms))]
-
-
-def composed_step_time(fit: list[float], c: np.ndarray, k: np.ndarray) -> np.ndarray:
-    a, b, e, d, f = fit
-    return a + b * c + e * k + d * c * c + f * k * k
-
-
-def composed_measured_saving(runs: Runs, fit: list[float]) -> float:
-    """The plan's wall-clock saving implied by a measured T(c, k), summed over the run's
-    segments of constant (c, r) against n_baseline x T(S, S). Exact when the job measured every
-    layer; with fewer layers, approximate (the fixed parts weigh more)."""
-    prof = runs.ltd
-    assert prof.seqlens is not None  # a composed plan
-    S = float(runs.resolved.model.seq_len)
-    c = prof.seqlens.astype(np.float64)
-    k = np.minimum(prof.values, prof.seqlens).astype(np.float64)
-    ltd_time = float(np.dot(composed_step_time(fit, c, k), prof.counts.astype(np.float64)))
-    base_time = runs.baseline.num_steps * float(
-        composed_step_time(fit, np.asarray(S), np.asarray(S))
-    )
-    return 1.0 - ltd_time / base_time
-
-
-def runs_for_plan(plan: Plan) -> Runs:
-    """The two runs of a stored plan document, rebuilt exactly (the same plan id)."""
-    runs = build_runs(resolve(request_from_plan(plan)))
-    assert runs.ltd.num_steps == plan.random_ltd.steps  # internal invariant
-    return runs
-
-
-def calibrate(plan: Plan, result: ValidationResult, *, job_id: str) -> Calibration:
-    """The calibrated projection a plan shows once a validation job has succeeded: the
-    baseline's hours (with the measured MFU where the job ran on the plan's GPU type), and the
-    random-LTD run's as those times (1 - measured saving)."""
-    if result.measured_wall_clock_saving is None:
-        raise ValueError("the result timed no steps: nothing to calibrate with")
-    hw = plan.hardware
-    same_gpu = gpu_preset_for_name(result.gpu_name) == hw.gpu
-    mfu = result.mfu if same_gpu and result.mfu else hw.mfu
-    base_hours = wall_clock_hours(plan.baseline.flops, hw, mfu=mfu)
-    ltd_hours = base_hours * (1.0 - result.measured_wall_clock_saving)
-    return Calibration(
-        label=f"calibrated by job {job_id} on {result.gpu_name or result.device}",
-        job_id=job_id,
-        device=result.device,
-        gpu_name=result.gpu_name,
-        mfu=mfu,
-        mfu_source="measured" if mfu != hw.mfu else "plan default",
-        measured_wall_clock_saving=result.measured_wall_clock_saving,
-        flops_saving=plan.savings.flops,
-        baseline_wall_clock_hours=base_hours,
-        random_ltd_wall_clock_hours=ltd_hours,
-        random_ltd_gpu_hours=ltd_hours * hw.num_gpus,
-        random_ltd_cost_usd=cost_usd(ltd_hours * hw.num_gpus, hw),
-    )
-
-
-__all__ = [
-    "ConvergenceResult",
-    "StepTime",
-    "ValidationResult",
-    "ValidationSettings",
-    "calibrate",
-    "composed_measured_saving",
-    "fit_composed_step_time",
-    "fit_step_time",
-    "measured_saving",
-    "runs_for_plan",
-]

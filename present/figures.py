@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import Any
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from planner.document import Plan
-from planner.flops import step_flops, step_flops_composed
-from planner.lr import learning_rate_at
 from planner.resolve import Runs
+from planner.run import Run
 
 MAX_POINTS = 2000
 # Figures are built without pyplot (no global figure registry); rcParams are still global, so
@@ -33,48 +32,34 @@ def _steps(num_steps: int) -> np.ndarray:
 
 def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
     """Sampled per-step figures of both runs (steps, length, cumulative LayerTokens/FLOPs, lr)."""
-    r = runs.resolved
+    res = runs.resolved
     out: dict[str, dict[str, np.ndarray]] = {}
-    for name, prof, acc in (
-        ("baseline", runs.baseline, runs.baseline_acc),
-        ("random_ltd", runs.ltd, runs.ltd_acc),
-    ):
-        steps = _steps(prof.num_steps)
-        lengths = prof.at(steps)
+    for name, run in (("baseline", runs.baseline), ("random_ltd", runs.ltd)):
+        steps = _steps(run.num_steps)
+        at = run.series(steps, res.lr)
 
-        def flops(x: np.ndarray, c: np.ndarray | None, acc: Any = acc) -> np.ndarray:
-            if c is not None:  # curriculum learning: full layers at c, dropping at min(r, c)
-                return step_flops_composed(
-                    x.astype(np.float64), c.astype(np.float64), r.model,
-                    rows=acc.rows(c), num_ltd_layers=acc.num_ltd_layers,
-                )  # fmt: skip
-            return np.asarray(
-                step_flops(
-                    x.astype(np.float64),
-                    r.model,
-                    global_batch_size=acc.global_batch_size,
-                    num_ltd_layers=acc.num_ltd_layers,
-                )
-            )
+        def flops(r: np.ndarray, c: np.ndarray, run: Run = run) -> np.ndarray:
+            return run.counters.step_flops(r.astype(np.float64), c.astype(np.float64))
 
-        layer_tokens = acc.layer_tokens if prof.seqlens is None else acc.actual_layer_tokens
         data = {
             "step": steps,
-            "reserved_length": lengths,
-            "cumulative_layer_tokens": prof.cumulative(layer_tokens, steps),
-            "cumulative_flops": prof.cumulative(flops, steps, dtype=np.float64),
+            "reserved_length": at.reserved_length,
+            "cumulative_layer_tokens": at.cumulative_layer_tokens,
+            "cumulative_flops": run.cumulative(flops, steps, dtype=np.float64),
         }
-        seqlens = prof.seqlen_at(steps)
-        if seqlens is not None:
-            data["curriculum_seqlen"] = seqlens
-        if r.lr is not None:
-            data["lr"] = learning_rate_at(prof, acc, steps, r.lr)
+        if run.counters.length_curriculum:
+            data["curriculum_seqlen"] = at.seqlen
+        if at.lr is not None:
+            data["lr"] = at.lr
         out[name] = data
     return out
 
 
+Series = dict[str, np.ndarray]
+
+
 def draw(plan: Plan, runs: Runs) -> Figure:
-    """A 2 x 2 matplotlib figure of the plan."""
+    """A 2 x 2 matplotlib figure of the plan, one panel per function below."""
     data = series(runs)
     base, ltd = data["baseline"], data["random_ltd"]
     fig = Figure(figsize=(12, 8), layout="constrained")
@@ -84,8 +69,15 @@ def draw(plan: Plan, runs: Runs) -> Figure:
         f"{plan.savings.flops:.1%} FLOPs saved",
         fontsize=12,
     )
+    lengths_panel(axes[0, 0], plan, ltd)
+    lr_panel(axes[0, 1], base, ltd)
+    compute_panel(axes[1, 0], base, ltd)
+    cost_panel(axes[1, 1], plan)
+    return fig
 
-    ax = axes[0, 0]
+
+def lengths_panel(ax: Axes, plan: Plan, ltd: Series) -> None:
+    """The reserved length r by step (and curriculum learning's c where it is on)."""
     ax.step(ltd["step"], ltd["reserved_length"], where="post", color="tab:orange",
             label="reserved length r")  # fmt: skip
     title = "Reserved length per dropping layer"
@@ -97,7 +89,9 @@ def draw(plan: Plan, runs: Runs) -> Figure:
     ax.axhline(plan.model.seq_len, color="grey", lw=0.8, ls="--", label="full sequence S")
     ax.legend(loc="lower right")
 
-    ax = axes[0, 1]
+
+def lr_panel(ax: Axes, base: Series, ltd: Series) -> None:
+    """Both runs' learning rate against their cumulative LayerTokens."""
     if "lr" in ltd:
         ax.plot(base["cumulative_layer_tokens"], base["lr"], label="baseline")
         ax.plot(ltd["cumulative_layer_tokens"], ltd["lr"], label="random-LTD")
@@ -118,13 +112,17 @@ def draw(plan: Plan, runs: Runs) -> Figure:
         ylabel="learning rate",
     )
 
-    ax = axes[1, 0]
+
+def compute_panel(ax: Axes, base: Series, ltd: Series) -> None:
+    """Both runs' cumulative model FLOPs by step."""
     ax.plot(base["step"], base["cumulative_flops"], label="baseline")
     ax.plot(ltd["step"], ltd["cumulative_flops"], label="random-LTD")
     ax.set(title="Cumulative compute", xlabel="optimizer step", ylabel="model FLOPs")
     ax.legend()
 
-    ax = axes[1, 1]
+
+def cost_panel(ax: Axes, plan: Plan) -> None:
+    """GPU-hours (and cost, and the calibrated GPU-hours) of both runs side by side."""
     figures = [("GPU-hours", plan.baseline.gpu_hours, plan.random_ltd.gpu_hours)]
     if plan.baseline.cost_usd is not None:
         figures.append(("cost (USD)", plan.baseline.cost_usd, plan.random_ltd.cost_usd or 0.0))
@@ -142,7 +140,6 @@ def draw(plan: Plan, runs: Runs) -> Figure:
     ax.set_xticks(x, [f[0] for f in figures])
     ax.set(title="Cost side by side")
     ax.legend()
-    return fig
 
 
 def plot_plan(plan: Plan, runs: Runs, path: str) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
+from planner.calibration import runs_for_plan
 from planner.document import Plan
-from planner.validation import ValidationResult, runs_for_plan
-from present import formats
+from planner.validation import ValidationResult
+from present import job_text, plan_text
 
 
 @lru_cache(maxsize=1)
@@ -27,25 +27,24 @@ def _template() -> jinja2.Template:
 
 
 def render_report(
-    plan: Plan, result: dict[str, Any] | None = None, job_id: str | None = None
+    plan: Plan, measured: ValidationResult | None = None, job_id: str | None = None
 ) -> str:
     """The report page of a plan, with the latest successful validation result if any."""
     from present.figures import plan_svg  # matplotlib loads when a figure is drawn, not before
 
     runs = runs_for_plan(plan)
-    measured = ValidationResult.model_validate(result) if result else None
     return _template().render(
         plan=plan,
-        header=formats.plan_header(plan),
-        rows=formats.plan_rows(plan),
-        cal_headers=formats.CAL_HEADERS,
-        calibrated_rows=formats.calibrated_rows(plan),
+        header=plan_text.plan_header(plan),
+        rows=plan_text.plan_rows(plan),
+        cal_headers=job_text.CAL_HEADERS,
+        calibrated_rows=job_text.calibrated_rows(plan),
         result=measured,
         job_id=job_id,
-        summary=formats.validation_summary(plan, measured) if measured else [],
-        step_rows=formats.validation_rows(measured) if measured else [],
-        step_headers=formats.STEP_HEADERS,
-        projection_note=formats.projection_note(plan),
+        summary=job_text.validation_summary(plan, measured) if measured else [],
+        step_rows=job_text.validation_rows(measured) if measured else [],
+        step_headers=job_text.STEP_HEADERS,
+        projection_note=plan_text.projection_note(plan),
         svg=plan_svg(plan, runs),
         deepspeed=plan.deepspeed_config.model_dump_json(indent=2),
     )

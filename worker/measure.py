@@ -20,10 +20,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from planner import flops
-from planner.hardware import GPU_PRESETS, gpu_preset_for_name
-from planner.models import ModelShape
-from worker.ltd import drop_apply_restore, sample_kept_indices
+from planner.gpus import GPUS, gpu_preset_for_name
+from worker.token_drop import drop_apply_restore, sample_kept_indices
 from worker.train import autocast, loss_fn
 
 
@@ -169,21 +167,10 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, size: int) -> f
     return 2 * size * size * 4 * size / (ms / 1e3)
 
 
-def step_model_flops(
-    reserved_length: int, m: ModelShape, *, micro_batch_size: int, num_ltd_layers: int
-) -> float:
-    """Model FLOPs of one training step of micro-batch `micro_batch_size`: the planner's."""
-    return float(
-        flops.step_flops(
-            reserved_length, m, global_batch_size=micro_batch_size, num_ltd_layers=num_ltd_layers
-        )
-    )
-
-
 def peak_flops_per_s(device: torch.device) -> float | None:
     """Dense bf16 peak of the device from the planner's GPU presets; None if unknown."""
     preset = gpu_preset_for_name(gpu_name(device))
-    return None if preset is None else GPU_PRESETS[preset][0] * 1e12
+    return None if preset is None else GPUS[preset].peak_tflops * 1e12
 
 
 def mfu(model_flops_per_s: float, device: torch.device) -> float | None:

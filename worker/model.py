@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from planner.models import ModelShape
 from planner.schedule import default_ltd_layer_ids
 from planner.sizing import padded_vocab_size
-from worker.ltd import RandomLTDLayer
+from worker.token_drop import RandomLTDLayer
 
 
 class RMSNorm(nn.Module):
@@ -225,7 +225,7 @@ class Encoder(Transformer):
     def __init__(self, m: ModelShape, ltd_layer_ids: tuple[int, ...] | None = None) -> None:
         super().__init__(m, ltd_layer_ids)
         self.head = nn.Linear(m.hidden_size, self.vocab_width)
-        self.cls_only = m.arch == "vit"
+        self.cls_only = m.cls_head
 
     def forward(
         self,

@@ -15,8 +15,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F  # noqa: N812 (the torch convention)
 
-from planner.device import BUILTIN, DeviceProfile
-from planner.hardware import GPU_PRESETS, gpu_preset_for_name
+from planner.device import DeviceProfile
+from planner.gpus import GPUS, gpu_preset_for_name
 from planner.models import ModelShape
 from planner.steptime import AUTOCAST_LAYER_KERNELS, LAYER_KERNELS, loss_bytes
 from worker.measure import gpu_name, pick_amp_dtype, pick_device, synchronize, timed_ms
@@ -161,6 +161,46 @@ def optimizer_costs(device: torch.device) -> tuple[float, float]:
     return per_param_ns, per_tensor_us
 
 
+class _Ticker:
+    """Progress through a profile's measurements, one tick each."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+
+    def __call__(self, message: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done / self.total, message)
+
+
+def matmul_table(
+    rows: tuple[int, ...], widths: tuple[int, ...], dev: torch.device, compute: torch.dtype,
+    tick: Callable[[str], None],
+) -> list[list[float]]:  # fmt: skip
+    """Achieved TFLOP/s over the grid of rows x widths."""
+    overhead = matmul_ms(1, 1, dev, compute)
+    table = []
+    for m in rows:
+        row = []
+        for w in widths:
+            row.append(matmul_tflops(m, w, dev, compute, overhead))
+            tick(f"matmul {m} x {w}")
+        table.append(row)
+    return table
+
+
+def attention_rates(
+    lengths: tuple[int, ...], dev: torch.device, compute: torch.dtype, tick: Callable[[str], None]
+) -> list[float]:
+    """Achieved TFLOP/s of fused causal attention at each length."""
+    overhead = attention_ms(1, dev, compute)
+    rates = []
+    for n in lengths:
+        rates.append(attention_tflops(n, dev, compute, overhead))
+        tick(f"attention at {n}")
+    return rates
+
+
 def measure_profile(
     device: str = "auto", dtype: str = "auto", progress: Progress | None = None
 ) -> DeviceProfile:
@@ -170,29 +210,10 @@ def measure_profile(
     on_gpu = dev.type == "cuda"
     rows, widths = (GPU_ROWS, GPU_WIDTHS) if on_gpu else (CPU_ROWS, CPU_WIDTHS)
     lengths = GPU_LENGTHS if on_gpu else CPU_LENGTHS
-    total = len(rows) * len(widths) + len(lengths) + 3
-    done = 0
-
-    def tick(message: str) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done / total, message)
-
+    tick = _Ticker(len(rows) * len(widths) + len(lengths) + 3, progress)
     started = time.perf_counter()
-    matmul_overhead = matmul_ms(1, 1, dev, compute)
-    attention_overhead = attention_ms(1, dev, compute)
-    table = []
-    for m in rows:
-        row = []
-        for w in widths:
-            row.append(matmul_tflops(m, w, dev, compute, matmul_overhead))
-            tick(f"matmul {m} x {w}")
-        table.append(row)
-    attention = []
-    for n in lengths:
-        attention.append(attention_tflops(n, dev, compute, attention_overhead))
-        tick(f"attention at {n}")
+    table = matmul_table(rows, widths, dev, compute, tick)
+    attention = attention_rates(lengths, dev, compute, tick)
     bandwidth = memory_gbps(dev)
     tick("memory bandwidth")
     launch = launch_overhead_us(dev, compute)
@@ -202,14 +223,14 @@ def measure_profile(
     tick("optimizer")
     name = gpu_name(dev) or "cpu"
     preset = gpu_preset_for_name(name)
-    links = BUILTIN.get(preset) if preset else None  # one device cannot measure its network
+    gpu = GPUS[preset] if preset else None  # one device cannot measure its network
     return DeviceProfile(
         device_name=name,
         dtype=str(compute).removeprefix("torch."),  # type: ignore[arg-type]
         torch_version=torch.__version__,
         source=f"measured by ltd profile on {name} in {time.perf_counter() - started:.0f} s"
-        + (f"; interconnect from the {preset} preset" if links else ""),
-        peak_tflops=GPU_PRESETS[preset][0] if preset else None,
+        + (f"; interconnect from the {preset} preset" if gpu else ""),
+        peak_tflops=gpu.peak_tflops if gpu else None,
         matmul_rows=list(rows),
         matmul_widths=list(widths),
         matmul_tflops=[[round(v, 6) for v in row] for row in table],
@@ -219,8 +240,8 @@ def measure_profile(
         loss_gbps=round(loss, 3),
         launch_overhead_us=round(launch, 3),
         async_launch=on_gpu,
-        interconnect_gbps=links.interconnect_gbps if links else None,
-        internode_gbps=links.internode_gbps if links else None,
+        interconnect_gbps=gpu.interconnect_gbps if gpu else None,
+        internode_gbps=gpu.internode_gbps if gpu else None,
         optimizer_ns_per_param=round(per_param_ns, 4),
         optimizer_us_per_tensor=round(per_tensor_us, 4),
     )

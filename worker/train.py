@@ -1,9 +1,9 @@
 """Training: `train()` reads like a table of contents, `train_step()` does one optimizer step.
 
-The reserved length of each step comes from the planner's schedule (`planner.reserved_length`),
-the learning rate from the planner's LayerToken schedule (`planner.lr`), driven by the
-effective-token counter as Megatron-DeepSpeed keeps it (`planner.budget.Accounting`). AdamW,
-gradient clipping, bf16 autocast on CUDA and fp32 on the CPU.
+The reserved length and the learning rate of each step come from the planner's run of the
+schedule (`planner.run.Run.series`: the LayerToken schedule driven by the effective-token counter
+as Megatron-DeepSpeed keeps it). AdamW, gradient clipping, bf16 autocast on CUDA and fp32 on
+the CPU.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from torch import Tensor, nn
 
-from planner.budget import Accounting
-from planner.curriculum import CurriculumConfig, curriculum_length
-from planner.lr import LRConfig, learning_rate_per_step
-from planner.schedule import RandomLTDConfig, reserved_length
+from planner.lr import LRConfig
+from planner.run import Run
 from worker.data import Corpus
 from worker.model import Transformer
 
@@ -102,7 +100,7 @@ class RunSchedule:
 
     reserved_lengths: list[int | None]
     lrs: list[float]
-    layer_tokens: int  # LayerTokens over the run, for one micro-batch (CL: the actual ones)
+    layer_tokens: int  # LayerTokens over the run, for one micro-batch (the plan's counter)
     seqlens: list[int] | None = None  # curriculum learning: each step's sequence length
 
     @property
@@ -110,33 +108,18 @@ class RunSchedule:
         return len(self.lrs)
 
 
-def run_schedule(
-    num_steps: int,
-    *,
-    acc: Accounting,
-    lr: LRConfig,
-    ltd: RandomLTDConfig | None = None,
-    curriculum: CurriculumConfig | None = None,
-) -> RunSchedule:
-    """Per-step reserved lengths from the planner's schedule (and curriculum lengths from its
-    curriculum), LRs from its LayerToken LR schedule on Megatron's counter, for a run of
-    `num_steps` (a baseline when `ltd` is None)."""
-    S = acc.seq_len
-    steps = np.arange(num_steps)
-    r = reserved_length(steps, ltd) if ltd else np.full(num_steps, S)
-    if curriculum is None:
-        lrs = learning_rate_per_step(acc.effective_tokens(r), lr)
-        lengths = [int(x) if x < S else None for x in r]
-        return RunSchedule(lengths, [float(x) for x in lrs], int(acc.layer_tokens(r).sum()))
-    c = curriculum_length(steps, curriculum)
-    lrs = learning_rate_per_step(acc.effective_tokens(r, c), lr)
-    lengths = [int(x) if x < cx else None for x, cx in zip(r, c, strict=True)]
-    return RunSchedule(
-        lengths,
-        [float(x) for x in lrs],
-        int(acc.actual_layer_tokens(r, c).sum()),
-        [int(x) for x in c],
-    )
+def run_schedule(run: Run, lr: LRConfig) -> RunSchedule:
+    """Every step of a planner run as the trainer needs it: the reserved length where a layer
+    drops, the LayerToken learning rate on Megatron's counter, and with curriculum learning
+    the sequence length (`planner.run.Run.series`, as the schedule CSV prints it)."""
+    series = run.series(np.arange(run.num_steps), lr)
+    assert series.lr is not None  # asked for
+    lengths = [
+        int(r) if dropping else None
+        for r, dropping in zip(series.reserved_length, series.dropping, strict=True)
+    ]
+    seqlens = [int(c) for c in series.seqlen] if run.counters.length_curriculum else None
+    return RunSchedule(lengths, [float(x) for x in series.lr], run.layer_tokens, seqlens)
 
 
 @dataclass

@@ -10,7 +10,6 @@ every database call runs in the thread pool, so one slow round trip delays only 
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Annotated
 
@@ -26,6 +25,7 @@ from api.deps import API_KEY_RESPONSES, DbDep, require_api_key
 from api.errors import NotFoundError
 from api.routes import Id, json_text
 from planner import Plan, PlanRequest
+from planner.validation import ValidationResult
 from present.report import render_report
 from wire.limits import MAX_OFFSET, PAGE_SIZE
 from wire.plans import PLAN_REQUEST_EXAMPLE, PlansPublic
@@ -119,7 +119,11 @@ def plan_report(plan_id: Id, db: DbDep) -> HTMLResponse:
     document = Plan.model_validate_json(service.stored_plan(db, plan_id))
     with db.read() as session:
         job = crud.latest_succeeded_job(session, plan_id=plan_id)
-        result = json.loads(job.result_json) if job and job.result_json else None
+        result = (
+            ValidationResult.model_validate_json(job.result_json)
+            if job and job.result_json
+            else None
+        )
         job_id = job.id if job else None
     return HTMLResponse(render_report(document, result, job_id))
 

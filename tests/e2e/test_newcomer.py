@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from present.formats import pct
+from present.text import pct
 from tests.servers import ltd_serve
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from planner import build_runs, parse_request, plan, resolve
+from planner import PlanRequest, build_runs, parse_request, plan, resolve
 from planner import flops as F
 from planner.curriculum import CurriculumConfig
 from planner.document import request_from_plan
@@ -49,8 +50,7 @@ def megatron_run(req: dict, cl: dict, budget: int) -> dict[str, int]:
         counter += G * ((c * (L - L_ltd) + k * L_ltd) // L)
         actual += G * (c * (L - L_ltd) + k * L_ltd)
         deepspeed += G * (r * L_ltd + r_cfg.max_value * (L - L_ltd))
-        flops += float(F.step_flops_composed(np.asarray(r), np.asarray(c), m, rows=G,
-                                             num_ltd_layers=L_ltd))  # fmt: skip
+        flops += float(F.step_flops(m, reserved=r, seqlen=c, rows=G, num_ltd_layers=L_ltd))
         steps += 1
     return {"steps": steps, "effective": counter, "actual": actual, "deepspeed": deepspeed,
             "flops": flops}  # fmt: skip
@@ -130,7 +130,7 @@ def test_reshape_keeps_about_g_times_s_tokens_a_step() -> None:
     runs = build_runs(resolve(parse_request(req)))
     # At c = 80 a micro-batch of 4 x 2049 tokens is re-cut into rows of 81: min(ceil(8196/81),
     # 4 * (2049 // 81 + 1)) = min(102, 104) = 102 rows (even), times G / 4 = 128 micro-batches.
-    assert int(runs.ltd_acc.rows(np.asarray(80))) == 102 * 128
+    assert int(runs.ltd.counters.rows(np.asarray(80))) == 102 * 128
 
 
 def test_deepspeed_config_blocks_give_the_same_plan() -> None:
@@ -187,6 +187,27 @@ def test_bad_curriculum_blocks_name_the_field(ds: dict, field: str) -> None:
     with pytest.raises(PlanInputError) as err:
         plan(req)
     assert err.value.field.startswith(field), err.value
+
+
+LEGACY_CL = {"enabled": True, "curriculum_type": "seqlen", "min_difficulty": 80,
+             "max_difficulty": 2048, "schedule_type": "fixed_linear"}  # fmt: skip
+
+
+def legacy_request(schedule_config: dict) -> dict:
+    """GPT_1_3B_LTD with its batch size and the legacy CL block in a DeepSpeed config."""
+    cl = {**LEGACY_CL, "schedule_config": schedule_config}
+    base = {k: v for k, v in GPT_1_3B_LTD.items() if k != "train_batch_size"}
+    return {**base, "deepspeed_config": {"train_batch_size": 512, "curriculum_learning": cl}}
+
+
+def test_a_curriculum_schedule_config_is_typed_and_its_other_keys_ignored() -> None:
+    steps = {"total_curriculum_step": 110_000, "difficulty_step": 8}
+    assert plan(legacy_request({**steps, "warmup": 3})).id == plan(legacy_request(steps)).id
+    # The schema states the keys' types: a strict reader (the API) refuses a string count.
+    with pytest.raises(ValidationError) as err:
+        PlanRequest.model_validate(legacy_request({**steps, "difficulty_step": "8"}), strict=True)
+    where = ("deepspeed_config", "curriculum_learning", "schedule_config", "difficulty_step")
+    assert err.value.errors()[0]["loc"] == where
 
 
 def test_curriculum_longer_than_the_model_is_refused() -> None:

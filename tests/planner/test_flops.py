@@ -4,7 +4,8 @@ import pytest
 
 from planner import flops as F
 from planner import plan
-from planner.models import ModelShape, get_preset
+from planner.models import ModelShape
+from planner.presets import get_preset
 
 TINY = ModelShape(
     num_layers=4,
@@ -26,23 +27,24 @@ def test_layer_flops_by_hand() -> None:
     assert F.attention_flops(6, TINY) == 1152
     assert F.layer_flops(6, TINY) == 6528
     assert F.head_flops(TINY) == 2 * 6 * 8 * 10
+    assert F.head_flops(TINY, 4) == 2 * 4 * 8 * 10  # curriculum learning's c = 4
 
 
 def test_run_flops_match_per_step_sum() -> None:
     # Random-LTD step with r = 3 on 2 dropping layers; 3x forward for training.
-    step = F.step_flops(3, TINY, global_batch_size=5, num_ltd_layers=2)
+    step = F.step_flops(TINY, reserved=3, rows=5, num_ltd_layers=2)
     by_hand = 3 * 5 * (2 * F.layer_flops(6, TINY) + 2 * F.layer_flops(3, TINY) + 960)
     assert step == by_hand
-    run = F.run_flops(
-        TINY,
-        global_batch_size=5,
-        num_steps=2,
-        num_ltd_layers=2,
-        sum_r=3 + 6,
-        sum_r2=9 + 36,
-        activation_recompute=True,
+    # Two steps of 5 rows at c = S = 6: r = 3, then r = 6 (k = min(r, c)).
+    moments = F.LengthMoments(
+        rows_c=5 * (6 + 6),
+        rows_c2=5 * (36 + 36),
+        rows_k=5 * (3 + 6),
+        rows_k2=5 * (9 + 36),
+        rows_head=5 * (6 + 6),
     )
-    dense = F.step_flops(6, TINY, global_batch_size=5, num_ltd_layers=2)
+    run = F.run_flops(TINY, moments, num_ltd_layers=2, activation_recompute=True)
+    dense = F.step_flops(TINY, reserved=6, rows=5, num_ltd_layers=2)
     assert run.model == by_hand + dense
     # Recompute adds one more forward of the layers (not the head) to hardware FLOPs.
     # Step 1: 2 full layers at 6 + 2 dropping at 3; step 2: all 4 at 6. L(3) = 1152 (proj)

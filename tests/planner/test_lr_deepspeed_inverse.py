@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from planner import plan
-from planner.deepspeed import parse_deepspeed_config
+from planner.deepspeed_config import DeepSpeedConfig, parse_deepspeed_config
 from planner.errors import PlanInputError
 from planner.inverse import InverseRequest, solve
-from planner.lr import LRConfig, learning_rate, learning_rate_per_step
+from planner.lr import LRConfig, learning_rate
+from planner.models import ModelShape
 from planner.request import parse_request
+from planner.run import Counters, constant_run
+from planner.typed import changed
 
 LR = LRConfig(peak_lr=1e-3, min_lr=1e-5, warmup_tokens=1000, decay_tokens=11000)
 
@@ -21,7 +24,7 @@ def test_lr_warmup_decay_and_floor_by_hand() -> None:
     # warmup: 1e-3 * 500/1000; mid-decay x = 0.5: k = 0.5 (cos(pi/2) + 1) = 0.5.
     expected = [0.0, 5e-4, 1e-3, 1e-5 + 0.5 * (1e-3 - 1e-5), 1e-5, 1e-5]
     assert got == pytest.approx(expected)
-    linear = LR.model_copy(update={"style": "linear"})
+    linear = changed(LR, style="linear")
     # x = 0.25 -> k = 0.75
     assert float(learning_rate(3500, linear)) == pytest.approx(1e-5 + 0.75 * (1e-3 - 1e-5))
     assert float(learning_rate(3500, LR)) == pytest.approx(
@@ -30,8 +33,11 @@ def test_lr_warmup_decay_and_floor_by_hand() -> None:
 
 
 def test_lr_uses_the_counter_before_the_step() -> None:
-    lrs = learning_rate_per_step(np.array([500, 500, 500]), LR)
-    assert lrs.tolist() == pytest.approx([0.0, 5e-4, 1e-3])
+    # Three dense steps of 10 sequences of 50 tokens: 500 effective tokens each.
+    model = ModelShape(num_layers=2, hidden_size=8, num_heads=2, vocab_size=10, seq_len=50)
+    run = constant_run(3, Counters(model, 10, 0, 50))
+    lrs = run.series(np.arange(3), LR).lr
+    assert lrs is not None and lrs.tolist() == pytest.approx([0.0, 5e-4, 1e-3])
 
 
 def test_lr_config_rules() -> None:
@@ -87,7 +93,7 @@ SCHED = {
 )
 def test_deepspeed_config_rules(changes: dict, field: str) -> None:
     with pytest.raises(PlanInputError) as info:
-        parse_deepspeed_config(ds_config(**changes))
+        parse_deepspeed_config(DeepSpeedConfig.model_validate(ds_config(**changes)))
     assert info.value.field.endswith(field)
 
 
@@ -98,8 +104,54 @@ def test_deepspeed_total_layers_must_match_the_model() -> None:
 
 def test_missing_random_ltd_block() -> None:
     with pytest.raises(PlanInputError) as info:
-        parse_deepspeed_config({"train_batch_size": 8})
+        parse_deepspeed_config(DeepSpeedConfig(train_batch_size=8))
     assert info.value.field == "deepspeed_config.data_efficiency"
+    assert info.value.message == "missing: a random-LTD DeepSpeed config needs this block"
+
+
+LTD_PATH = "deepspeed_config.data_efficiency.data_routing.random_ltd"
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"total_layer_num": "twelve"}, f"{LTD_PATH}.total_layer_num"),
+        ({"random_ltd_layer_id": [1, "two"]}, f"{LTD_PATH}.random_ltd_layer_id.1"),
+        (
+            {"random_ltd_schedule": {**SCHED, "schedule_config": {"require_steps": 10,
+             "seq_per_step": [16]}}},
+            f"{LTD_PATH}.random_ltd_schedule.schedule_config.seq_per_step",
+        ),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_type_is_refused_by_the_model_with_its_path(
+    changes: dict, field: str
+) -> None:
+    body = {"model": "gpt3-1.3b", "train_steps": 10, "deepspeed_config": ds_config(**changes)}
+    with pytest.raises(PlanInputError) as info:
+        parse_request(body)
+    assert info.value.field == field
+    assert "valid integer" in info.value.message
+
+
+def test_a_null_key_is_not_given() -> None:
+    # As DeepSpeed reads it: an optional key left null is left out; a required one is missing.
+    without = parse_deepspeed_config(
+        DeepSpeedConfig.model_validate(ds_config(total_layer_num=None))
+    )
+    assert without.total_layer_num is None and without.config is not None
+    schedule = {**SCHED, "min_value": None}
+    with pytest.raises(PlanInputError) as info:
+        parse_deepspeed_config(
+            DeepSpeedConfig.model_validate(ds_config(random_ltd_schedule=schedule))
+        )
+    assert info.value.field == f"{LTD_PATH}.random_ltd_schedule.min_value"
+    assert info.value.message == "missing (DeepSpeed requires it)"
+
+
+def test_an_empty_deepspeed_config_gives_nothing() -> None:
+    body = {"model": "gpt3-125m", "train_batch_size": 8, "train_steps": 100}
+    assert plan({**body, "deepspeed_config": {}}).id == plan(body).id
 
 
 BASE = {

@@ -3,7 +3,10 @@
 import pytest
 
 from planner.errors import PlanInputError
-from planner.models import PRESETS, ModelShape, from_hf_config, get_preset, resolve_model
+from planner.hf_config import HFConfig, from_hf_config, resolve_model
+from planner.models import ModelShape
+from planner.presets import PRESETS, get_preset
+from planner.request import parse_request
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -90,10 +93,30 @@ HF_CONFIGS = {
 @pytest.mark.parametrize("kind", sorted(HF_CONFIGS))
 def test_hugging_face_config_matches_the_preset(kind: str) -> None:
     cfg, preset = HF_CONFIGS[kind]
-    m = from_hf_config(cfg)
+    m = from_hf_config(HFConfig.model_validate(cfg))
     assert m.num_params == get_preset(preset).num_params
     assert m.seq_len == get_preset(preset).seq_len
-    assert resolve_model(cfg).num_params == m.num_params
+    request = parse_request({"model": cfg, "train_batch_size": 8, "train_steps": 10})
+    assert isinstance(request.model, HFConfig)
+    assert resolve_model(request.model).num_params == m.num_params
+
+
+@pytest.mark.parametrize("kind, key", [
+    ("gpt2", "n_layer"), ("gpt2", "vocab_size"), ("bert", "max_position_embeddings"),
+    ("llama", "num_attention_heads"), ("vit", "image_size"), ("vit", "intermediate_size"),
+])  # fmt: skip
+def test_a_config_missing_a_key_its_architecture_needs_names_it(kind: str, key: str) -> None:
+    cfg = {k: v for k, v in HF_CONFIGS[kind][0].items() if k != key}
+    with pytest.raises(PlanInputError) as err:
+        resolve_model(HFConfig.model_validate(cfg))
+    assert (err.value.field, err.value.message) == ("model", f"Hugging Face config lacks {key}")
+
+
+def test_gpt2_reads_its_length_from_n_positions_or_n_ctx() -> None:
+    cfg = {k: v for k, v in HF_CONFIGS["gpt2"][0].items() if k != "n_positions"}
+    with pytest.raises(PlanInputError, match="lacks n_positions or n_ctx"):
+        from_hf_config(HFConfig.model_validate(cfg))
+    assert from_hf_config(HFConfig.model_validate({**cfg, "n_ctx": 256})).seq_len == 256
 
 
 def test_bad_shapes_name_the_field() -> None:
@@ -102,7 +125,10 @@ def test_bad_shapes_name_the_field() -> None:
     with pytest.raises(ValueError, match="num_layers"):
         ModelShape(num_layers=0, hidden_size=64, num_heads=4, vocab_size=10, seq_len=8)
     with pytest.raises(PlanInputError, match="model_type"):
-        from_hf_config({"model_type": "t5", "d_model": 512})
+        from_hf_config(HFConfig.model_validate({"model_type": "t5", "d_model": 512}))
+    with pytest.raises(PlanInputError) as err:  # the shape's own rule, under the request's field
+        resolve_model(HFConfig.model_validate({**HF_CONFIGS["gpt2"][0], "n_head": 5}))
+    assert err.value.field == "model.hidden_size"  # 256 is no multiple of 5 heads
 
 
 @pytest.mark.parametrize(
@@ -120,8 +146,9 @@ def test_bad_shapes_name_the_field() -> None:
     ],
 )  # fmt: skip
 def test_hf_config_fields_of_the_wrong_type_name_the_field(cfg: dict, field: str) -> None:
+    # Refused by HFConfig when the request is read, before any shape is built.
     with pytest.raises(PlanInputError) as err:
-        from_hf_config(cfg)
+        parse_request({"model": cfg, "train_batch_size": 8, "train_steps": 10})
     assert err.value.field == field
 
 
@@ -129,7 +156,7 @@ def test_vit_image_size_as_height_and_width() -> None:
     cfg = {"model_type": "vit", "image_size": [224, 160], "patch_size": 16, "hidden_size": 768,
            "num_hidden_layers": 12, "num_attention_heads": 12,
            "intermediate_size": 3072}  # fmt: skip
-    assert from_hf_config(cfg).seq_len == (224 // 16) * (160 // 16) + 1
+    assert from_hf_config(HFConfig.model_validate(cfg)).seq_len == (224 // 16) * (160 // 16) + 1
 
 
 # Real config.json files carry keys our explicit shape also uses: InternLM2 has "bias", Falcon

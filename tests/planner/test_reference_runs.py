@@ -4,19 +4,9 @@ Megatron-DeepSpeed example scripts released with it)."""
 import pytest
 
 from planner import plan
+from planner.recipes import paper_run
 
-GPT3_13B_RUN = {
-    "model": "gpt3-1.3b",  # 24 layers, S 2048; 22 dropping layers (all but first and last)
-    "train_batch_size": 512,
-    "train_tokens": 300_000_000_000,
-    "ltd_train_tokens": 200_000_000_000,
-    "random_ltd": {
-        "min_value": 128,
-        "max_value": 2048,
-        "require_steps": 133_333,
-        "seq_per_step": 16,
-    },
-}
+GPT3_13B_RUN = paper_run()  # 24 layers, S 2048; 22 dropping layers (all but first and last)
 
 
 def test_gpt3_baseline_steps() -> None:

@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 
 from planner import flops as F
 from planner import plan
-from planner.device import BUILTIN, DeviceProfile, builtin_profile, ideal_profile
+from planner.device import DeviceProfile, builtin_profile, ideal_profile
 from planner.errors import PlanInputError
-from planner.gpus import GPU_PRESETS
-from planner.models import ModelShape, get_preset
+from planner.gpus import GPUS
+from planner.models import ModelShape
+from planner.presets import get_preset
 from planner.steptime import (
     DDP_BUCKET_BYTES,
     StepShape,
@@ -25,9 +26,9 @@ from planner.steptime import (
     linear_s,
     optimizer_s,
     param_tensors,
-    step_time_s,
     with_launches,
 )
+from planner.steptime_table import step_time_s
 
 TINY = ModelShape(num_layers=4, hidden_size=4, num_heads=1, vocab_size=8, seq_len=8,
                   ffn_hidden_size=16)  # fmt: skip
@@ -133,15 +134,13 @@ def test_ideal_device_gives_exactly_the_flops_ratio(
     r = data.draw(st.integers(1, m.seq_len))
     shape = StepShape(m, m.num_layers - 2, micro_batch_size=mb, accumulation=acc, num_gpus=1)
     t = step_time_s(np.asarray([r, m.seq_len]), shape, ideal_profile(989.0))
-    f = F.step_flops(
-        np.asarray([r, m.seq_len]), m, global_batch_size=1, num_ltd_layers=m.num_layers - 2
-    )
+    f = F.step_flops(m, reserved=np.asarray([r, m.seq_len]), num_ltd_layers=m.num_layers - 2)
     assert t[0] / t[1] == pytest.approx(f[0] / f[1], rel=1e-12)
 
 
 @settings(max_examples=100, deadline=None)
 @given(m=shapes, mb=st.integers(1, 16), gpus=st.sampled_from([1, 8, 64]),
-       gpu=st.sampled_from(sorted(BUILTIN)))  # fmt: skip
+       gpu=st.sampled_from(sorted(GPUS)))  # fmt: skip
 def test_step_time_never_decreases_as_r_grows(m: ModelShape, mb: int, gpus: int, gpu: str) -> None:
     """Below S; at r = S nothing is dropped, so the token path's cost drops out (a real step: the
     worker measures it too)."""
@@ -151,10 +150,10 @@ def test_step_time_never_decreases_as_r_grows(m: ModelShape, mb: int, gpus: int,
     assert np.all(np.diff(t) >= -1e-12 * t[1:])
 
 
-@pytest.mark.parametrize("gpu", sorted(GPU_PRESETS))
+@pytest.mark.parametrize("gpu", sorted(GPUS))
 def test_every_gpu_preset_has_a_builtin_profile(gpu: str) -> None:
     p = builtin_profile(gpu)
-    assert p.peak_tflops == GPU_PRESETS[gpu][0]
+    assert p.peak_tflops == GPUS[gpu].peak_tflops
     assert max(map(max, p.matmul_tflops)) < p.peak_tflops  # achieved stays under peak
     assert DeviceProfile.model_validate_json(p.model_dump_json()) == p
 

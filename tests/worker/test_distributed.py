@@ -26,14 +26,15 @@ def _child(rank: int, world: int, port: int, out_dir: str) -> None:
     )
     torch.set_num_threads(1)
     from planner import plan
-    from planner.budget import Accounting
     from planner.lr import LRConfig
+    from planner.run import Counters, run_for_steps
     from planner.schedule import RandomLTDConfig
     from planner.validation import ValidationSettings
     from worker import distributed
     from worker.data import load_corpus
+    from worker.throughput import build
     from worker.train import run_schedule, train
-    from worker.validate import _build, run_validation
+    from worker.validate import run_validation
 
     p = plan(
         {
@@ -55,11 +56,10 @@ def _child(rank: int, world: int, port: int, out_dir: str) -> None:
     result = run_validation(p, settings)
     # Replicas must stay equal through training with different drops and data per rank.
     shape = p.model
-    model = _build(shape, (1, 2), 0, torch.device("cpu"))
+    model = build(shape, (1, 2), 0, torch.device("cpu"))
     ltd = RandomLTDConfig(min_value=16, max_value=64, require_steps=4, seq_per_step=16)
-    schedule = run_schedule(
-        4, acc=Accounting(2, 64, 4, 2, 64), ltd=ltd, lr=LRConfig(peak_lr=1e-3, decay_tokens=1000)
-    )
+    run = run_for_steps(ltd, Counters(shape, 2, 2, 64), 4)
+    schedule = run_schedule(run, LRConfig(peak_lr=1e-3, decay_tokens=1000))
     train(
         model,
         load_corpus(max_tokens=100_000),

@@ -8,8 +8,8 @@ import torch
 from planner import plan
 from planner.validation import ValidationSettings
 from tests.worker.conftest import tiny_shape
-from worker.ltd import sample_kept_indices
 from worker.model import build_model
+from worker.token_drop import sample_kept_indices
 from worker.train import loss_fn
 from worker.validate import run_validation
 

@@ -32,7 +32,7 @@ def test_default_lengths_span_the_schedule() -> None:
 
 def test_size_job_scales_layers_then_sequence_and_says_why() -> None:
     p = plan({"model": "gpt2", "train_batch_size": 8, "train_steps": 100})
-    from planner.models import get_preset
+    from planner.presets import get_preset
 
     size = size_job(
         get_preset("gpt2"),

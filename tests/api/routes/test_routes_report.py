@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from present.formats import human, pct
+from present.text import human, pct
 from tests.servers import ltd_serve
 
 TITLES = (

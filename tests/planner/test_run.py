@@ -1,13 +1,21 @@
-"""Budget invariants, as properties over random models, schedules and budgets."""
+"""Run invariants (budgets, counters, the per-step series), as properties over random models,
+schedules and budgets."""
 
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
 from planner import build_runs, plan, resolve
-from planner.budget import Accounting, profile_until
+from planner.models import ModelShape
 from planner.request import PlanRequest
+from planner.run import Counters, Run, run_until
 from planner.schedule import RandomLTDConfig
+
+
+def every_step(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(r, c) of every step of a run, one by one."""
+    counts = run.counts
+    return np.repeat(run.reserved, counts), np.repeat(run.seqlens, counts)
 
 
 def small_model(layers: int, seq: int) -> dict:
@@ -47,14 +55,20 @@ requests = st.builds(
 @given(requests)
 def test_cumulative_totals_equal_sums_of_per_step_values(body: dict) -> None:
     runs = build_runs(resolve(PlanRequest.model_validate(body)))
-    r = runs.ltd.lengths()  # every step's reserved length, one by one
-    acc = runs.ltd_acc
+    r, c = every_step(runs.ltd)  # every step's lengths, one by one
+    acc = runs.ltd.counters
     p = plan(body)
-    assert p.random_ltd.layer_tokens == int(acc.layer_tokens(r).sum())
-    assert p.random_ltd.effective_tokens == int(acc.effective_tokens(r).sum())
+    assert p.random_ltd.layer_tokens == int(acc.layer_tokens(r, c).sum())
+    assert p.random_ltd.effective_tokens == int(acc.effective_tokens(r, c).sum())
     steps = np.arange(runs.ltd.num_steps)
-    cum = runs.ltd.cumulative(acc.layer_tokens, steps)
-    assert (cum == np.cumsum(acc.layer_tokens(r))).all()
+    series = runs.ltd.series(steps)
+    assert (series.cumulative_layer_tokens == np.cumsum(acc.layer_tokens(r, c))).all()
+    assert (series.cumulative_effective_tokens == np.cumsum(acc.effective_tokens(r, c))).all()
+    assert (series.reserved_length == r).all() and (series.seqlen == c).all()
+    # Without curriculum learning the LayerTokens are DeepSpeed's own counter, by hand.
+    L, L_ltd, G = p.model.num_layers, acc.num_ltd_layers, p.global_batch_size
+    by_hand = G * (r * L_ltd + p.random_ltd_config.max_value * (L - L_ltd))
+    assert (series.layer_tokens == by_hand).all()
 
 
 @given(requests)
@@ -83,11 +97,12 @@ def test_budget_runs_stop_at_the_first_step_that_reaches_the_budget(
     layers: int, seq: int, req: int, G: int, budget: int
 ) -> None:
     cfg = RandomLTDConfig(min_value=16, max_value=seq, require_steps=req, seq_per_step=16)
-    acc = Accounting(G, seq, layers, max(layers - 2, 0), seq)
-    prof = profile_until(cfg, acc.effective_tokens, budget)
-    cum = np.cumsum(acc.effective_tokens(prof.lengths()))
+    model = ModelShape(num_layers=layers, hidden_size=64, num_heads=4, vocab_size=100, seq_len=seq)
+    acc = Counters(model, G, max(layers - 2, 0), seq)
+    run = run_until(cfg, acc, acc.effective_tokens, budget)
+    cum = np.cumsum(acc.effective_tokens(*every_step(run)))
     assert cum[-1] >= budget
-    assert prof.num_steps == 1 or cum[-2] < budget
+    assert run.num_steps == 1 or cum[-2] < budget
 
 
 def test_equal_compute_matches_the_baselines_layer_tokens() -> None:

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tests.worker.conftest import tiny_shape
-from worker.ltd import RandomLTDLayer, gather_tokens, sample_kept_indices, scatter_tokens
 from worker.model import Block, build_model, rotary
+from worker.token_drop import RandomLTDLayer, gather_tokens, sample_kept_indices, scatter_tokens
 
 
 def test_indices_sorted_distinct_in_range() -> None:
@@ -215,7 +215,7 @@ def test_model_drops_reproducibly_under_a_seed() -> None:
 
 @pytest.mark.parametrize("seq_dim", [1, 0])
 def test_drop_apply_restore_equals_gather_layer_scatter(seq_dim: int) -> None:
-    from worker.ltd import drop_apply_restore
+    from worker.token_drop import drop_apply_restore
 
     layer = _Pointwise()
     x1 = torch.randn(3, 9, 8, requires_grad=True)
@@ -232,7 +232,7 @@ def test_drop_apply_restore_equals_gather_layer_scatter(seq_dim: int) -> None:
 
 
 def test_drop_apply_restore_gradient_when_x_is_also_used_elsewhere() -> None:
-    from worker.ltd import drop_apply_restore
+    from worker.token_drop import drop_apply_restore
 
     layer = _Pointwise()
     x1 = torch.randn(2, 10, 8, requires_grad=True)
@@ -248,7 +248,7 @@ def test_drop_apply_restore_gradient_when_x_is_also_used_elsewhere() -> None:
 
 def test_drop_apply_restore_gradient_through_the_layer_only() -> None:
     """A loss that reads only the layer's output (the restored tensor gets no gradient)."""
-    from worker.ltd import drop_apply_restore
+    from worker.token_drop import drop_apply_restore
 
     layer = _Pointwise()
     x = torch.randn(2, 10, 8, requires_grad=True)
