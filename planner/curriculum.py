@@ -23,10 +23,16 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from planner.arrays import sorted_unique
+from planner.schedule import STEP_BOUND
+
 # Metrics that set the sequence length (Megatron-DeepSpeed and DeepSpeedExamples' convention);
 # any other metric (e.g. vocabulary rarity "voc") only reorders samples and changes no cost.
 LENGTH_METRICS = ("seqlen_truncate", "seqlen_reshape", "seqlen")
 MAX_CURRICULUM_STEPS = 10**10
+# Distinct lengths a fixed_linear / fixed_root curriculum may take, (max - min) / step + 1: a
+# plan's cost and document grow with them (the authors' recipes take 246).
+MAX_CURRICULUM_LEVELS = 10_000
 CLScheduleType = Literal["fixed_linear", "fixed_root", "fixed_discrete", "custom"]
 
 
@@ -97,6 +103,16 @@ class CurriculumConfig(BaseModel):
                 )
             if self.schedule_type == "fixed_root" and c.root_degree is None:
                 raise ValueError("schedule_config: fixed_root needs root_degree")
+            levels = (self.max_difficulty - self.min_difficulty) // c.difficulty_step + 1
+            if levels > MAX_CURRICULUM_LEVELS:
+                enough = -(
+                    -(self.max_difficulty - self.min_difficulty) // (MAX_CURRICULUM_LEVELS - 1)
+                )
+                raise ValueError(
+                    f"schedule_config: difficulty_step {c.difficulty_step} gives {levels:,} "
+                    f"lengths from {self.min_difficulty} to {self.max_difficulty}, over the cap "
+                    f"of {MAX_CURRICULUM_LEVELS:,} (use difficulty_step >= {enough})"
+                )
         if self.schedule_type == "fixed_discrete":
             if not c.difficulty or c.max_step is None:
                 raise ValueError("schedule_config: fixed_discrete needs difficulty and max_step")
@@ -147,8 +163,10 @@ def _first_step_at_least(levels: np.ndarray, cfg: CurriculumConfig, hi: int) -> 
     assert c.total_curriculum_step is not None  # validated
     degree = 1 if cfg.schedule_type == "fixed_linear" else c.root_degree or 1
     m, M = cfg.min_difficulty, cfg.max_difficulty
-    fraction = np.clip((levels - m) / (M - m), 0.0, None) ** degree
-    t = np.clip(np.ceil(fraction * c.total_curriculum_step), 1, hi).astype(np.int64)
+    with np.errstate(over="ignore"):  # past hi is as good as never
+        fraction = np.clip((levels - m) / (M - m), 0.0, None) ** degree
+        estimate = np.minimum(fraction * c.total_curriculum_step, hi)
+    t = np.clip(np.ceil(estimate), 1, hi).astype(np.int64)
     for _ in range(4):  # one or two rounds in practice
         low = (t > 1) & (difficulty_at(np.maximum(t - 1, 1), cfg) >= levels)
         high = (t < hi) & (difficulty_at(t, cfg) < levels)
@@ -188,13 +206,14 @@ def curriculum_segments(cfg: CurriculumConfig) -> tuple[np.ndarray, np.ndarray]:
         if first >= cfg.max_difficulty:
             levels = levels[:0]
         # Past T the value keeps growing (x > 1) until it reaches M: where M is no multiple of
-        # s that takes until x (M - m) + m reaches the next multiple. Double until it does.
+        # s that takes until x (M - m) + m reaches the next multiple. Double until it does (or
+        # until STEP_BOUND, past any run: a high root degree can take 10^28 steps).
         hi = c.total_curriculum_step
-        while int(difficulty_at(hi, cfg)[()]) < cfg.max_difficulty:
-            hi *= 2
+        while hi < STEP_BOUND and int(difficulty_at(hi, cfg)[()]) < cfg.max_difficulty:
+            hi = min(2 * hi, STEP_BOUND)
         t = _first_step_at_least(levels, cfg, hi=hi)
         starts = np.concatenate(([0], t - 1)).astype(np.int64)
-        starts, index = np.unique(starts, return_index=True)
+        starts = sorted_unique(starts)
         values = difficulty_at(starts + 1, cfg)
     return _latched(starts, values, cfg.max_difficulty)
 

@@ -247,12 +247,12 @@ def _curriculum_section(runs: Runs) -> CurriculumSection | None:
         config=res.curriculum,
         effect=effect,
         reorder_metrics=list(res.reorder_metrics),
-        seqlen_change_points=[
-            (int(a), int(c)) for a, c in zip(starts[c_change], seqlens[c_change], strict=True)
-        ],
-        dropping_changes=[
-            (int(a), bool(d)) for a, d in zip(starts[d_change], dropping[d_change], strict=True)
-        ],
+        seqlen_change_points=list(
+            zip(starts[c_change].tolist(), seqlens[c_change].tolist(), strict=True)
+        ),
+        dropping_changes=list(
+            zip(starts[d_change].tolist(), dropping[d_change].tolist(), strict=True)
+        ),
         deepspeed_layer_tokens=run.total(run.counters.deepspeed_layer_tokens),
     )
 

@@ -30,7 +30,7 @@ from planner.run import (
     run_for_steps,
     run_until,
 )
-from planner.schedule import RandomLTDConfig, default_ltd_layer_ids
+from planner.schedule import MAX_SCHEDULE_LEVELS, RandomLTDConfig, default_ltd_layer_ids
 from planner.typed import changed
 
 # Part of every plan id: a change to how figures are projected gives new ids, so that plans
@@ -83,9 +83,13 @@ class Resolved:
 
 
 def _default_ltd(model: ModelShape, baseline_steps: int) -> RandomLTDConfig:
-    # The paper's GPT runs: 128 of 2048 (1/16) growing by 16 over about half the run.
-    seq_per_step = 16 if model.seq_len >= 256 else 1
-    min_value = max(seq_per_step, model.seq_len // 16 // seq_per_step * seq_per_step)
+    # The paper's GPT runs: 128 of 2048 (1/16) growing by 16 over about half the run; past
+    # S ~ 170k tokens, by as many tokens a step as keep the schedule within its levels' cap.
+    S = model.seq_len
+    seq_per_step = 16 if S >= 256 else 1
+    if (S - S // 16) // seq_per_step + 1 > MAX_SCHEDULE_LEVELS:
+        seq_per_step = -(-S // (MAX_SCHEDULE_LEVELS - 2) // 16) * 16
+    min_value = max(seq_per_step, S // 16 // seq_per_step * seq_per_step)
     return RandomLTDConfig(
         min_value=min_value,
         max_value=model.seq_len,

@@ -20,6 +20,7 @@ from functools import cached_property
 import numpy as np
 
 from planner import flops as F
+from planner.arrays import exact_dot, sorted_unique
 from planner.curriculum import CurriculumConfig, curriculum_segments
 from planner.lr import LRConfig, counter_before, learning_rate
 from planner.models import ModelShape
@@ -131,8 +132,7 @@ class Run:
         """Sum of `per_step(r, c)` over every step of the run, exactly (Python ints)."""
         if not self.num_steps:
             return 0
-        per = per_step(self.reserved, self.seqlens).astype(object)
-        return int(np.dot(per, self.counts.astype(object)))
+        return exact_dot(per_step(self.reserved, self.seqlens), self.counts)
 
     @cached_property
     def layer_tokens(self) -> int:
@@ -149,17 +149,15 @@ class Run:
 
     def moments(self) -> F.LengthMoments:
         """The row-weighted sums of the lengths each kind of layer saw (exact ints)."""
-        c = self.seqlens.astype(object)
-        k = np.minimum(self.reserved, self.seqlens).astype(object)
-        weights = self.counters.rows(self.seqlens).astype(object) * self.counts.astype(object)
+        c = self.seqlens
+        k = np.minimum(self.reserved, self.seqlens)
+        rows, counts = self.counters.rows(c), self.counts
 
-        def moment(x: np.ndarray) -> int:
-            return int(np.dot(weights, x)) if self.num_steps else 0
+        def moment(*x: np.ndarray) -> int:
+            return exact_dot(rows, counts, *x) if self.num_steps else 0
 
-        head = np.broadcast_to(
-            np.asarray(self.counters.model.head_tokens(c), dtype=object), c.shape
-        )
-        return F.LengthMoments(moment(c), moment(c * c), moment(k), moment(k * k), moment(head))
+        head = np.broadcast_to(np.asarray(self.counters.model.head_tokens(c)), c.shape)
+        return F.LengthMoments(moment(c), moment(c, c), moment(k), moment(k, k), moment(head))
 
     def flops(self, activation_recompute: bool) -> F.RunFlops:
         """Training FLOPs of the whole run, by component."""
@@ -207,7 +205,7 @@ class Run:
 
     def change_points(self) -> list[tuple[int, int]]:
         """`(step, reserved_length)` at step 0 and wherever the length changes."""
-        return [(int(a), int(v)) for a, v in zip(self.starts, self.reserved, strict=True)]
+        return list(zip(self.starts.tolist(), self.reserved.tolist(), strict=True))
 
 
 # Building runs -----------------------------------------------------------------------------------
@@ -234,7 +232,7 @@ def composed_segments(
         return starts, values, np.full_like(values, seq_len)
     cl_starts, cl_values = curriculum_segments(curriculum)
     cl_values = -(-cl_values // seqlen_multiple) * seqlen_multiple
-    merged = np.union1d(starts, cl_starts)
+    merged = sorted_unique(np.concatenate((starts, cl_starts)))
     r = values[np.searchsorted(starts, merged, side="right") - 1]
     c = cl_values[np.searchsorted(cl_starts, merged, side="right") - 1]
     return merged, r, c

@@ -14,9 +14,17 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from planner.arrays import sorted_unique
+
 ScheduleType = Literal["fixed_linear", "fixed_root", "constant"]
 
 MAX_REQUIRE_STEPS = 100_000_000  # the ramp is evaluated step by step: keep it in memory
+# Distinct reserved lengths a schedule may take, (max - min) / seq_per_step + 1: a plan's cost
+# and its document grow with them. The paper's runs take 121; S = 128k by 16 from S/16 ~ 7,700.
+MAX_SCHEDULE_LEVELS = 10_000
+# Past any run (MAX_TRAIN_STEPS is 10^10): a length first reached later is never reached at all
+# (a fixed_root schedule of a high degree can take 10^28 steps to reach max_value).
+STEP_BOUND = 2**40
 
 
 class RandomLTDConfig(BaseModel):
@@ -36,6 +44,13 @@ class RandomLTDConfig(BaseModel):
         None, description="Layers that drop tokens (0-based); default all but first and last."
     )
 
+    @property
+    def levels(self) -> int:
+        """Distinct reserved lengths the schedule can take (1 for a constant one)."""
+        if self.schedule_type == "constant" or self.min_value == self.max_value:
+            return 1
+        return (self.max_value - self.min_value) // self.seq_per_step + 1
+
     @model_validator(mode="after")
     def _check_bounds(self) -> RandomLTDConfig:
         if self.min_value > self.max_value:
@@ -47,6 +62,13 @@ class RandomLTDConfig(BaseModel):
             raise ValueError(
                 f"min_value: {self.min_value} must be at least seq_per_step "
                 f"({self.seq_per_step}), or the first steps keep no tokens"
+            )
+        if self.levels > MAX_SCHEDULE_LEVELS:
+            enough = -(-(self.max_value - self.min_value) // (MAX_SCHEDULE_LEVELS - 1))
+            raise ValueError(
+                f"seq_per_step: {self.seq_per_step} gives {self.levels:,} reserved lengths from "
+                f"{self.min_value} to {self.max_value}, over the cap of {MAX_SCHEDULE_LEVELS:,} "
+                f"(use seq_per_step >= {enough})"
             )
         return self
 
@@ -82,31 +104,39 @@ def saturation_bound(cfg: RandomLTDConfig) -> int:
     if cfg.schedule_type == "constant" or cfg.min_value == cfg.max_value:
         return 0
     reach = (cfg.max_value + cfg.seq_per_step - cfg.min_value) / (cfg.max_value - cfg.min_value)
-    if cfg.schedule_type == "fixed_root":
-        reach = reach**cfg.root_degree
-    return math.ceil(cfg.require_steps * reach) + 1
+    degree = cfg.root_degree if cfg.schedule_type == "fixed_root" else 1
+    if degree * math.log(reach) + math.log(cfg.require_steps) >= math.log(STEP_BOUND):
+        return STEP_BOUND
+    return min(math.ceil(cfg.require_steps * reach**degree) + 1, STEP_BOUND)
 
 
 def _first_step_at_least(
     levels: np.ndarray, x_thresholds: np.ndarray, cfg: RandomLTDConfig
 ) -> np.ndarray:
-    """For each level, the first step whose reserved length is at least that level.
+    """For each level, the first step whose reserved length is at least that level (STEP_BOUND
+    for a level not reached before it).
 
     An analytic estimate from the unrounded value x(t) = progress * (max - min) + min, then a
     correction against the exact (DeepSpeed-ordered) evaluation, so float rounding cannot move a
-    change point by even one step.
+    change point by even one step; a bisection settles any level the corrections leave open.
     """
     fraction = (x_thresholds - cfg.min_value) / (cfg.max_value - cfg.min_value)
-    if cfg.schedule_type == "fixed_root":
-        fraction = fraction**cfg.root_degree
-    t = np.maximum(np.ceil(fraction * cfg.require_steps).astype(np.int64), 0)
-    for _ in range(64):  # converges in one or two rounds; the bound is a safety net
+    degree = cfg.root_degree if cfg.schedule_type == "fixed_root" else 1
+    with np.errstate(over="ignore"):  # past STEP_BOUND is as good as never
+        estimate = np.minimum(fraction**degree * cfg.require_steps, STEP_BOUND)
+    t = np.maximum(np.ceil(estimate).astype(np.int64), 0)
+    for _ in range(4):  # one or two rounds in practice
         low = (t > 0) & (reserved_length(np.maximum(t - 1, 0), cfg) >= levels)
-        high = reserved_length(t, cfg) < levels
+        high = (t < STEP_BOUND) & (reserved_length(t, cfg) < levels)
         if not (low.any() or high.any()):
             return t
         t = t - low + high
-    raise AssertionError("change point search did not converge")  # internal invariant
+    lo, hi = np.zeros_like(levels), np.full_like(levels, STEP_BOUND)
+    while np.any(lo < hi):  # the bisection: exact whatever the estimate was
+        mid = (lo + hi) // 2
+        ok = reserved_length(mid, cfg) >= levels
+        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid + 1)
+    return lo
 
 
 def segments(cfg: RandomLTDConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -128,5 +158,5 @@ def segments(cfg: RandomLTDConfig) -> tuple[np.ndarray, np.ndarray]:
     top = -(-cfg.max_value // sps) * sps
     levels = np.append(levels, cfg.max_value)
     thresholds = np.append(levels[:-1], top).astype(np.float64)
-    starts = np.unique(np.concatenate(([0], _first_step_at_least(levels, thresholds, cfg))))
+    starts = sorted_unique(np.concatenate(([0], _first_step_at_least(levels, thresholds, cfg))))
     return starts, reserved_length(starts, cfg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from planner.arrays import sorted_unique
 from planner.device import DeviceProfile
 from planner.steptime import (
     HEAD_KERNELS,
@@ -42,7 +43,7 @@ class StepTimes:
     def __init__(self, shape: StepShape, profile: DeviceProfile, lengths: np.ndarray) -> None:
         S = shape.model.seq_len
         self.shape, self.profile = shape, profile
-        self.n = n = np.unique(np.append(np.asarray(lengths, dtype=np.int64), S))
+        self.n = n = sorted_unique(np.append(np.asarray(lengths, dtype=np.int64), S))
         # The parts of a layer at each n, added in order: matmuls, attention core, memory.
         self.matmul = layer_matmul_s(n, shape, profile)
         self.attention = attention_core_s(n, shape, profile)
