@@ -22,10 +22,10 @@ run: $(STAMP)  ## the service on its embedded defaults: SQLite file, a local wor
 	$(BIN)/ltd serve --with-worker
 
 test: $(STAMP)  ## the whole suite (PostgreSQL tests need LTD_TEST_POSTGRES_URL's server)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
-test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not postgres"
+test-fast: $(STAMP)  ## without the slow and PostgreSQL tiers: under a minute on 2 cores
+	$(BIN)/python -m pytest -m "not slow and not postgres" --durations=15
 
 fuzz: $(STAMP)  ## the OpenAPI fuzz test with a random seed and 10x the cases CI runs
 	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-600} $(BIN)/python -m pytest -p no:randomly \

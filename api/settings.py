@@ -7,6 +7,12 @@ LTD_API_KEYS         comma-separated keys; set: every other /v1 endpoint needs o
 LTD_LEASE_SECONDS    how long a claim (or a heartbeat) holds a job, in seconds
 LTD_MAX_ATTEMPTS     claims a job may use before it fails for good
 LTD_READ_CACHE_SECONDS  how stale another replica's writes may look in a cached read (1 s)
+LTD_THREADS          threads serving blocking routes, per process
+LTD_MIGRATE_ON_START run Alembic migrations when the app starts
+LTD_MAX_BODY_BYTES   largest request body accepted (413 above it)
+LTD_SQLITE_BUSY_TIMEOUT_MS  how long SQLite waits for the write lock
+
+The worker's settings are `worker.settings.WorkerSettings`, the CLI's `ltd.settings.CliSettings`.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from planner.errors import PlanInputError, input_error_from
 
 
 class Settings(BaseSettings):
@@ -70,5 +78,10 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     """The process's settings, read once; tests override this dependency (or pass their own
-    Settings to `create_app`)."""
-    return Settings()
+    Settings to `create_app`). A bad value fails here, naming its variable
+    (`PlanInputError("LTD_LEASE_SECONDS", ...)`: `ltd serve` exits 2)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        bad = input_error_from(exc)
+        raise PlanInputError(f"LTD_{bad.field.split('.')[0].upper()}", bad.message) from None

@@ -4,11 +4,19 @@ answers sorted into a few errors that callers can act on.
 Retries (tenacity) cover only failures that a second try can fix without doing anything twice:
 a connection that was never made (any method: nothing reached the server), and for GET, which
 is idempotent, also a timeout, a dropped connection or a 502/503/504.
+
+The errors, and what the CLI makes of them (`ltd.cli.main`'s exit codes):
+
+    ApiUnavailableError  no connection, a timeout, a 5xx            the server failed: exit 3
+    ApiAuthError         401/403: the token or key was refused      bad input (the key): exit 2
+    ApiRefusedError      404/409: unknown id, or a state conflict   bad input (the id): exit 2
+    ApiInputError        422 or another 4xx: the request is wrong   bad input: exit 2
 """
 
 from __future__ import annotations
 
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel
@@ -19,6 +27,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+DEFAULT_API_URL = "http://127.0.0.1:8000"  # where `ltd serve` listens by default
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_ATTEMPTS = 3
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -48,6 +57,15 @@ class ApiRefusedError(ApiError):
 
 class ApiInputError(ApiError):
     """422 (or another 4xx): the request itself is wrong; `detail` is the server's."""
+
+
+def http_url(value: str) -> str:
+    """`value` as an API's base URL: http or https with a host, no trailing slash (ValueError
+    otherwise, naming the value)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http:// or https:// URL with a host: {value!r}")
+    return value.rstrip("/")
 
 
 class _RetryableStatusError(Exception):
@@ -116,7 +134,8 @@ class ApiClient:
         except _RetryableStatusError as exc:
             response = exc.response
         except httpx.HTTPError as exc:
-            raise ApiUnavailableError(f"{where}: cannot reach the API: {exc!r}") from exc
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise ApiUnavailableError(f"{where}: cannot reach the server ({reason})") from exc
         return _checked(response, where)
 
     def get(self, path: str, **kw: Any) -> httpx.Response:

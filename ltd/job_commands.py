@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from client.base import ApiError
+from client.base import DEFAULT_API_URL, ApiAuthError, ApiUnavailableError, http_url
 from ltd.flags import add_flags, model_flags, number, read_plan_file, set_flag_values, validated
 from ltd.plan_commands import PLAN_FLAGS, add_plan_flags, emit, request_from_args
 from planner.document import Plan, plan_from_runs, request_from_plan
@@ -21,8 +20,6 @@ from planner.resolve import build_runs, resolve
 from planner.validation import ValidationSettings
 from present import job_text, text
 from wire.jobs import JobCreate, JobPublic, JobState
-
-DEFAULT_API_URL = "http://127.0.0.1:8000"
 
 # Every ValidationSettings field; names the plan flags already use get a "validation-" prefix
 # (--validation-micro-batch-size, --validation-train-steps).
@@ -47,7 +44,7 @@ def progress_bar(label: str) -> Iterator[Callable[[float, str], None]]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from api.server import serve
+    from ltd.serve import serve
 
     serve(args.host, args.port, with_worker=args.with_worker)
     return 0
@@ -56,9 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """The one way to migrate by hand (the API also migrates at start, LTD_MIGRATE_ON_START)."""
     from api.db import migrate
-    from api.settings import Settings
+    from api.settings import get_settings
 
-    url = Settings().database_url
+    url = get_settings().database_url
     migrate(url)
     print(f"database at {url.split('@')[-1]} is at the latest schema")
     return 0
@@ -66,24 +63,31 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.loop import run_worker
+    from worker.settings import get_worker_settings
 
-    token = args.token or os.environ.get("LTD_WORKER_TOKEN")
+    settings = get_worker_settings()
+    configured = settings.worker_token
+    token = args.token or (configured.get_secret_value() if configured else None)
     if not token:
         raise PlanInputError("--token", "required (or set LTD_WORKER_TOKEN)")
     try:
+        api_url = http_url(args.api) if args.api else settings.api_url
+    except ValueError as exc:
+        raise PlanInputError("--api", str(exc)) from None
+    try:
         run_worker(
-            args.api,
+            api_url,
             token,
             worker_id=args.worker_id,
             once=args.once,
             poll_interval_s=args.poll_interval,
         )
-    except ApiError as exc:  # the API refused the worker itself, or never answered
-        if exc.status == 401:
-            raise PlanInputError(
-                "--token", f"refused: is it the service's LTD_WORKER_TOKEN? ({exc})"
-            ) from None
-        raise PlanInputError("--api", str(exc)) from None
+    except ApiAuthError as exc:  # the API refused the worker itself
+        if exc.status == 503:  # the service has no worker token: its configuration, not ours
+            raise ApiUnavailableError(str(exc), status=503) from None
+        raise PlanInputError(
+            "--token", f"refused: is it the service's LTD_WORKER_TOKEN? ({exc})"
+        ) from None
     return 0
 
 
@@ -114,13 +118,14 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from worker.distributed import rank
     from worker.validate import run_validation
 
     settings = settings_from_args(args)
     plan = plan_from_args(args)
     with progress_bar("validating") as progress:
         result = run_validation(plan, settings, progress=progress)
-    if os.environ.get("RANK", "0") != "0":
+    if rank() != 0:
         return 0  # under torchrun every rank agrees on the result; rank 0 prints it
     if args.format == "json":
         text = result.model_dump_json(indent=2)
@@ -132,6 +137,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from ltd.remote import follow_job, server_client
+    from ltd.settings import get_cli_settings
 
     settings = settings_from_args(args)
     if args.plan_id:
@@ -139,7 +145,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     else:
         request = request_from_plan(plan_from_args(args)) if args.plan else request_from_args(args)
         body = JobCreate(plan_request=request, settings=settings)
-    with server_client(args.server) as server:
+    with server_client(args.server or get_cli_settings().api_url) as server:
         job = server.submit_job(body)
         if args.no_wait:
             print(job.id)
@@ -183,8 +189,8 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("worker", help="claim validation jobs from an API and run them")
     p.add_argument(
         "--api",
-        default=os.environ.get("LTD_API_URL", DEFAULT_API_URL),
-        help="the API's URL (env LTD_API_URL)",
+        default=None,
+        help=f"the API's URL (env LTD_API_URL; default {DEFAULT_API_URL})",
     )
     p.add_argument("--token", default=None, help="worker token (env LTD_WORKER_TOKEN)")
     p.add_argument("--worker-id", default=None)
@@ -211,8 +217,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--plan-id", help="a plan already stored on the server")
     p.add_argument(
         "--server",
-        default=os.environ.get("LTD_API_URL", DEFAULT_API_URL),
-        help="the API's URL (env LTD_API_URL; API key from env LTD_API_KEY)",
+        default=None,
+        help=f"the API's URL (env LTD_API_URL; default {DEFAULT_API_URL}; API key from env "
+        "LTD_API_KEY)",
     )
     p.add_argument("--no-wait", action="store_true", help="print the job id and return")
     p.add_argument("--wait-minutes", type=number, default=120.0, help="give up following after")

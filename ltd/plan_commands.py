@@ -236,7 +236,11 @@ def add_commands(sub: Any) -> None:
         metavar="OLD_PLAN.json",
         help="an earlier plan (ltd plan --format json) to compare against; see --max-growth",
     )
-    p.add_argument("--server", metavar="URL", help="run the check on an ltd server")
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="run the check on an ltd server (API key from env LTD_API_KEY)",
+    )
     p.add_argument("--summary", metavar="FILE", help="append a markdown summary to FILE")
     p.add_argument("--output", "-o", metavar="FILE")
     p.set_defaults(func=cmd_check)

@@ -1,27 +1,27 @@
-"""The CLI's side of an ltd server (`ltd submit`, `ltd check --server`): the API key it sends,
-and a job followed with a progress bar (`client.server.ServerClient` does the HTTP)."""
+"""The CLI's side of an ltd server (`ltd submit`, `ltd check --server`): a client with the
+CLI's API key (`ltd.settings`), and a job followed with a progress bar (`client.server.ServerClient`
+does the HTTP)."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from client.base import http_url
 from client.server import ServerClient
+from ltd.settings import api_key
 from planner.errors import PlanInputError
 from wire.jobs import JobPublic
 
 
-def api_key() -> str | None:
-    """The key the CLI sends to a server: LTD_API_KEY, when it is set."""
-    return os.environ.get("LTD_API_KEY") or None
-
-
-def server_client(url: str) -> ServerClient:
-    """A client of the server at `url`, with the CLI's API key."""
-    return ServerClient(url, api_key())
+def server_client(url: str, flag: str = "--server") -> ServerClient:
+    """A client of the server at `url` (given by `flag`), with the CLI's API key."""
+    try:
+        return ServerClient(http_url(url), api_key())
+    except ValueError as exc:
+        raise PlanInputError(flag, str(exc)) from None
 
 
 def follow_job(

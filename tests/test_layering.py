@@ -1,5 +1,6 @@
 """DESIGN.md's layering, over the whole import graph, counting every import (also those inside
-functions and under TYPE_CHECKING):
+functions and under TYPE_CHECKING), and every module a package runs as a program
+(`[sys.executable, "-m", "ltd", ...]` is an edge to `ltd`, as an import would be):
 
     ltd (the CLI: the top floor, the only package that imports everything)
       api      worker         side by side, never each other, never the CLI
@@ -54,14 +55,26 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _run_as_program(node: ast.List | ast.Tuple) -> str | None:
+    """The module a command line runs (`"-m", "pkg.mod"` among a list's constants), if any."""
+    words = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+    for flag, module in zip(words, words[1:], strict=False):
+        if flag == "-m" and isinstance(module, str):
+            return module
+    return None
+
+
 def imports_of(path: Path, root: Path, first_party: set[str]) -> set[str]:
-    """Every module `path` imports, anywhere in the file; relative imports resolved, and
-    `from pkg import name` resolved to the submodule `pkg.name` when there is one."""
+    """Every module `path` imports, anywhere in the file, or runs with `-m`; relative imports
+    resolved, and `from pkg import name` resolved to the submodule `pkg.name` when there is
+    one."""
     me = module_name(path, root)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.List | ast.Tuple) and (program := _run_as_program(node)):
+            found.add(program)
+        elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -159,6 +172,10 @@ def test_the_checks_catch_a_violation_inside_a_function_and_a_cycle(tmp_path: Pa
         "def f():\n    import torch\n    from api import x\n"
     )
     (tmp_path / "api" / "x.py").write_text("def g():\n    from ltd import cli\n")
+    (tmp_path / "api" / "spawn.py").write_text(
+        "import subprocess, sys\n"
+        "def w(url):\n    subprocess.Popen([sys.executable, '-m', 'ltd', 'worker', url])\n"
+    )
     (tmp_path / "worker" / "b.py").write_text("from . import c\n")
     (tmp_path / "worker" / "c.py").write_text("def h():\n    from worker.b import y\n")
     graph = import_graph(tmp_path, PACKAGES)
@@ -166,6 +183,7 @@ def test_the_checks_catch_a_violation_inside_a_function_and_a_cycle(tmp_path: Pa
     assert any("planner.a imports third-party torch" in v for v in found)
     assert any(v.startswith("planner.a imports api.x") for v in found)
     assert any(v.startswith("api.x imports ltd ") for v in found)
+    assert any(v.startswith("api.spawn imports ltd ") for v in found)  # runs it: an edge too
     assert cycles(graph) == [["worker.b", "worker.c"]]
 
 

@@ -30,6 +30,7 @@ from planner.document import Plan
 from planner.validation import ValidationResult, ValidationSettings
 from wire.jobs import JobState
 from wire.worker import ClaimPublic
+from worker.settings import get_worker_settings
 
 log = logging.getLogger("worker")
 
@@ -146,7 +147,9 @@ def heartbeat_interval(claim: ClaimPublic, ceiling_s: float) -> float:
     return max(HEARTBEAT_FLOOR_S, min(ceiling_s, lease_seconds_left(claim) / 3))
 
 
-def confined_dataset(settings: ValidationSettings, data_dir: str | None) -> ValidationSettings:
+def confined_dataset(
+    settings: ValidationSettings, data_dir: str | Path | None
+) -> ValidationSettings:
     """A job's dataset is whoever submitted it's choice, read from this machine's disk: only
     'stdlib' or a file name under the operator's LTD_WORKER_DATA_DIR, never a path (ValueError:
     the job fails, not retried)."""
@@ -174,7 +177,7 @@ def run_job(
     token: str,
     stop: threading.Event,
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
-    data_dir: str | None = None,
+    data_dir: str | Path | None = None,
 ) -> str:
     """Run one claimed job to its end; returns what became of it: the JobState it ends in
     (succeeded, failed, cancelled), or "lease lost" or "released" (back in the queue)."""
@@ -253,18 +256,19 @@ def run_worker(
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
     run: Runner | None = None,
     stop: threading.Event | None = None,
-    data_dir: str | None = None,
+    data_dir: str | Path | None = None,
 ) -> None:
     """Claim, run and report jobs until SIGTERM/SIGINT (or `stop` is set); with `once`, handle
     at most one job (none if the queue is empty) and return. `run` defaults to
-    `worker.validate.run_validation`."""
+    `worker.validate.run_validation`; `data_dir` to the worker settings' (LTD_WORKER_DATA_DIR)."""
     if run is None:
         from worker.validate import run_validation  # torch loads only when needed
 
         run = run_validation
     stop = stop or threading.Event()
     worker_id = worker_id or default_worker_id()
-    data_dir = data_dir or os.environ.get("LTD_WORKER_DATA_DIR") or None
+    if data_dir is None:
+        data_dir = get_worker_settings().worker_data_dir
     with _sigterm_sets(stop), WorkerClient(api_url, token) as client:
         log.info("worker %s polling %s", worker_id, api_url)
         while not stop.is_set():

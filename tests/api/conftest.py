@@ -1,5 +1,5 @@
 """Fixtures for the API tests: a real database per test (SQLite file, or a fresh PostgreSQL
-schema), a controllable clock, an app client, and factories for tiny requests and results.
+schema), a controllable clock, an app client, and fixtures for the factories of tests/factories.py.
 
 `database_url` runs every test that uses it twice: on SQLite and on PostgreSQL. The PostgreSQL
 run reads LTD_TEST_POSTGRES_URL (default: the CI machines' server); when that server does not
@@ -25,6 +25,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from api.main import create_app
 from api.settings import Settings
+from tests import factories
 
 with warnings.catch_warnings():
     # Starlette asks for `httpx2` instead of `httpx`: a warning about the HTTP library its test
@@ -131,53 +132,14 @@ def worker_headers() -> dict[str, str]:
 
 @pytest.fixture
 def plan_request() -> Callable[..., dict[str, Any]]:
-    """A tiny plan request (GPT-2 small, 8 sequences, 100 steps) with overrides."""
-
-    def make(**overrides: Any) -> dict[str, Any]:
-        return {"model": "gpt2", "train_batch_size": 8, "train_steps": 100, **overrides}
-
-    return make
+    """A small plan request (GPT-2 small, 8 sequences, 100 steps) with overrides."""
+    return factories.gpt2_plan_request
 
 
 @pytest.fixture
 def validation_result() -> Callable[..., dict[str, Any]]:
     """A plausible ValidationResult body, as a worker on a CPU would report it."""
-
-    def make(**overrides: Any) -> dict[str, Any]:
-        return {
-            "device": "cpu",
-            "gpu_name": None,
-            "torch_version": "2.13.0",
-            "dtype": "float32",
-            "num_layers": 4,
-            "num_ltd_layers": 2,
-            "micro_batch_size": 2,
-            "seq_len": 1024,
-            "scaled_down": ["num_layers: 12 -> 4 to fit the time cap"],
-            "step_times": [
-                {
-                    "reserved_length": 64,
-                    "step_time_ms": 50.0,
-                    "tokens_per_s": 4e4,
-                    "model_flops_per_s": 1e11,
-                },
-                {
-                    "reserved_length": 1024,
-                    "step_time_ms": 100.0,
-                    "tokens_per_s": 2e4,
-                    "model_flops_per_s": 1e11,
-                },
-            ],
-            "step_time_fit": [46.0, 0.053, 0.0],
-            "measured_wall_clock_saving": 0.2,
-            "flops_saving": 0.3,
-            "mfu": None,
-            "peak_memory_bytes": None,
-            "seconds": 42.0,
-            **overrides,
-        }
-
-    return make
+    return factories.validation_result
 
 
 @pytest.fixture

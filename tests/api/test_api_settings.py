@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.settings import Settings, get_settings
+from planner.errors import PlanInputError
 
 
 def test_defaults(monkeypatch):
@@ -50,3 +51,14 @@ def test_get_settings_is_cached():
     get_settings.cache_clear()
     assert get_settings() is get_settings()
     get_settings.cache_clear()
+
+
+def test_get_settings_names_the_variable_of_a_bad_value(monkeypatch):
+    monkeypatch.setenv("LTD_MAX_ATTEMPTS", "0")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(PlanInputError) as caught:
+            get_settings()
+        assert caught.value.field == "LTD_MAX_ATTEMPTS"
+    finally:
+        get_settings.cache_clear()

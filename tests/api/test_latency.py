@@ -8,7 +8,6 @@ event loop, every request would wait the two seconds, and their p99 with it.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import event
 
 from api.main import create_app
 from api.settings import Settings
-from tests.servers import free_port
+from tests.factories import gpt2_plan_request
+from tests.servers import served
 
 SLOW_S = 2.0
 P99_LIMIT_MS = 250.0  # a loaded 2-core machine; a blocked loop would add SLOW_S to some of them
@@ -38,22 +37,12 @@ def server(postgres_url: str) -> Iterator[str]:
         if "p_slow" in str(params):
             cursor.execute(f"SELECT pg_sleep({SLOW_S})")
 
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        assert thread.is_alive(), "uvicorn exited early"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
+    with served(app) as url:  # this app, with the hook above: in-process
+        yield url
 
 
 def _seed(http: httpx.Client) -> dict[str, tuple[str, str, dict[str, Any] | None]]:
-    body = {"model": "gpt2", "train_batch_size": 8, "train_steps": 100}
+    body = gpt2_plan_request()
     plan_id = http.post("/v1/plans", json=body).json()["id"]
     job_id = http.post("/v1/jobs", json={"plan_id": plan_id}).json()["id"]
     return {

@@ -29,6 +29,8 @@ with warnings.catch_warnings():  # see tests/api/conftest.py
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+pytestmark = pytest.mark.slow  # over 2,000 generated requests: `make test`, not `make test-fast`
+
 API_KEY, WORKER_TOKEN = "fuzz-api-key", "fuzz-worker-token"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 RANDOM = os.environ.get("FUZZ_RANDOM", "") not in ("", "0")

@@ -1,4 +1,4 @@
-"""The typed clients against the real API over loopback HTTP (uvicorn, a SQLite file): every
+"""The typed clients against the real API over loopback HTTP (`ltd serve`, a SQLite file): every
 request they build is one the API accepts as it documents, and every answer reads back into the
 wire models, with no dict in between."""
 
@@ -12,35 +12,27 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from api.main import create_app  # noqa: E402
-from api.settings import Settings  # noqa: E402
 from client.base import ApiAuthError, ApiRefusedError  # noqa: E402
 from client.server import ServerClient  # noqa: E402
 from client.worker import WorkerClient  # noqa: E402
 from planner import CheckLimits, PlanRequest  # noqa: E402
 from planner.validation import ValidationResult, ValidationSettings  # noqa: E402
-from tests.servers import served  # noqa: E402
+from tests.factories import tiny_plan_request, validation_result  # noqa: E402
+from tests.servers import ltd_serve  # noqa: E402
 from wire.jobs import JobCreate, JobState  # noqa: E402
 from wire.limits import ERROR_CHARS  # noqa: E402
 from wire.plans import CheckCreate  # noqa: E402
 
 API_KEY, TOKEN = "client-test-key", "client-test-token"
-TINY = PlanRequest.model_validate(
-    {
-        "model": {"num_layers": 4, "hidden_size": 32, "num_heads": 4, "vocab_size": 256,
-                  "seq_len": 64},
-        "train_batch_size": 4,
-        "train_steps": 100,
-    }
-)  # fmt: skip
+TINY = PlanRequest.model_validate(tiny_plan_request(train_steps=100))
 
 
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    database = tmp_path_factory.mktemp("clients") / "ltd.db"
-    settings = Settings(database_url=f"sqlite:///{database}", worker_token=TOKEN, api_keys=API_KEY)
-    with served(create_app(settings)) as url:
-        yield url
+    """One `ltd serve` for the module's tests (each works on jobs of its own)."""
+    cwd = tmp_path_factory.mktemp("clients")
+    with ltd_serve(cwd, worker_token=TOKEN, env={"LTD_API_KEYS": API_KEY}) as server:
+        yield server.url
 
 
 def test_the_server_client_plans_checks_and_runs_jobs_in_wire_models(api_url: str) -> None:
@@ -83,11 +75,12 @@ def test_the_worker_client_speaks_the_protocol_in_wire_models(api_url: str) -> N
         assert not beat.cancelled and beat.lease_expires_at is not None
         assert server.get_job(first.id).progress == 1.0
         # A CPU measurement has no GPU name, MFU or peak memory: explicit nulls the API needs.
-        result = ValidationResult(
-            device="cpu", gpu_name=None, torch_version="2.13.0", dtype="float32", num_layers=4,
-            num_ltd_layers=2, micro_batch_size=1, seq_len=64, scaled_down=[], step_times=[],
-            step_time_fit=[1.0, 0.0, 0.0], measured_wall_clock_saving=0.1, flops_saving=0.2,
-            mfu=None, peak_memory_bytes=None, seconds=1.0,
+        result = ValidationResult.model_validate(
+            validation_result(
+                micro_batch_size=1, seq_len=64, scaled_down=[], step_times=[],
+                step_time_fit=[1.0, 0.0, 0.0], measured_wall_clock_saving=0.1,
+                flops_saving=0.2, seconds=1.0,
+            )
         )  # fmt: skip
         done = worker.complete(claim.job.id, claim.lease_id, result)
         assert done.state == JobState.SUCCEEDED and done.result == result

@@ -6,7 +6,6 @@ revokes the worker token, feeds the API a NaN, or restarts the API under a runni
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -21,47 +20,34 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import free_port, wait_healthy
+from tests.factories import bare_validation_result, tiny_plan_request
+from tests.servers import LtdServer, free_port, ltd_env
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "faults-worker-token"
-MODEL = {
-    "arch": "gpt",
-    "num_layers": 4,
-    "hidden_size": 32,
-    "num_heads": 4,
-    "vocab_size": 256,
-    "seq_len": 64,
-}
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # each child trains on one core
 # A learning rate that never decays from 10: the baseline's evaluation loss becomes NaN.
 DIVERGING_LR = {"peak_lr": 10, "min_lr": 10, "decay_tokens": 100_000}
 # A result the API accepts (ValidationResult's required fields), for the raw reports below.
-RESULT: dict[str, Any] = {
-    "device": "cpu",
-    "gpu_name": None,
-    "torch_version": "test",
-    "dtype": "float32",
-    "num_layers": None,
-    "num_ltd_layers": None,
-    "micro_batch_size": None,
-    "seq_len": None,
-    "scaled_down": [],
-    "step_times": [],
-    "flops_saving": 0.25,
-    "mfu": None,
-    "peak_memory_bytes": None,
-    "seconds": 1.0,
-}
+RESULT = bare_validation_result(torch_version="test", flops_saving=0.25, seconds=1.0)
 
 
 class Procs:
-    """The children a test starts, each logging to a file under `root`; `close()` kills what is
-    still running."""
+    """The children a test starts, each logging to a file under `root`: `ltd serve` through the
+    `live_server` fixture (which stops them), workers here; `close()` kills the workers still
+    running."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, live_server: Callable[..., LtdServer]) -> None:
         self.root = root
+        self.live_server = live_server
         self.logs: dict[subprocess.Popen[bytes], Path] = {}
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def serve(self, port: int, **options: Any) -> LtdServer:
+        server = self.live_server(port=port, cwd=self.root, **options)
+        self.logs[server.proc] = server.log
+        return server
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = self.root / f"{name}-{len(self.logs)}.log"
@@ -74,6 +60,7 @@ class Procs:
                 stderr=subprocess.STDOUT,
             )
         self.logs[proc] = log
+        self.workers.append(proc)
         return proc
 
     def tail(self, proc: subprocess.Popen[bytes], chars: int = 3000) -> str:
@@ -90,47 +77,36 @@ class Procs:
         raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
 
     def close(self) -> None:
-        for proc in self.logs:
+        for proc in self.workers:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=30)
 
 
 @pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    children = Procs(tmp_path)
+def procs(tmp_path: Path, live_server: Callable[..., LtdServer]) -> Iterator[Procs]:
+    children = Procs(tmp_path, live_server)
     try:
         yield children
     finally:
         children.close()
 
 
-def clean_env(**ltd: str) -> dict[str, str]:
-    """This environment without any LTD_ setting, plus `ltd` (LTD_ names), one torch thread."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LTD_")}
-    env.update({f"LTD_{k.upper()}": v for k, v in ltd.items()}, OMP_NUM_THREADS="1")
-    return env
-
-
-def start_api(
-    procs: Procs, port: int, *, token: str = TOKEN, lease_s: float = 10
-) -> subprocess.Popen[bytes]:
+def start_api(procs: Procs, port: int, *, token: str = TOKEN, lease_s: float = 10) -> LtdServer:
     """`ltd serve` on `port` over the test's SQLite file; returns once /healthz answers."""
-    env = clean_env(
+    return procs.serve(
+        port,
         database_url=f"sqlite:///{procs.root / 'ltd.db'}",
         worker_token=token,
-        lease_seconds=str(lease_s),
+        env={"LTD_LEASE_SECONDS": str(lease_s), **ONE_THREAD},
     )
-    proc = procs.start("api", ["serve", "--port", str(port)], env)
-    wait_healthy(url_of(port), proc)
-    return proc
 
 
 def start_worker(
     procs: Procs, port: int, worker_id: str, *, token: str = TOKEN
 ) -> subprocess.Popen[bytes]:
     args = ["worker", "--api", url_of(port), "--worker-id", worker_id, "--poll-interval", "0.3"]
-    return procs.start(worker_id, args, clean_env(worker_token=token))
+    return procs.start(worker_id, args, ltd_env(ONE_THREAD, worker_token=token))
 
 
 def sigterm(proc: subprocess.Popen[bytes], timeout_s: float = 15) -> tuple[int, float]:
@@ -147,7 +123,7 @@ def url_of(port: int) -> str:
 def submit(http: httpx.Client, train_steps: int, **request: Any) -> str:
     """A convergence job on the CPU training `train_steps` steps per run; its id."""
     body = {
-        "plan_request": {"model": MODEL, "train_batch_size": 4, "train_steps": 200, **request},
+        "plan_request": tiny_plan_request(**request),
         "settings": {"mode": "convergence", "train_steps": train_steps, "device": "cpu"},
     }
     response = http.post("/v1/jobs", json=body)
@@ -246,8 +222,8 @@ def test_revoked_token_stops_the_run_within_a_heartbeat(procs: Procs) -> None:
         job_id = submit(http, train_steps=20_000)  # minutes: it must never finish here
         worker = start_worker(procs, port, "w1", token="token-a")
         procs.wait_for("the worker to report progress", running_with_progress(http, job_id), 45)
-        status, _ = sigterm(api)
-        assert status == 0, procs.tail(api)
+        status, _ = api.stop()
+        assert status == 0, api.tail()
         start_api(procs, port, token="token-b", lease_s=lease_s)  # the worker's token is revoked
         revoked = time.monotonic()
         # Refused heartbeat -> the run stops at its next step -> the next claim is refused too:
@@ -317,9 +293,7 @@ def test_api_restart_loses_nothing(procs: Procs) -> None:
     api = start_api(procs, port, lease_s=lease_s)
     with httpx.Client(base_url=url_of(port), timeout=30) as http:
         for steps in (100, 200, 300):
-            created = http.post(
-                "/v1/plans", json={"model": MODEL, "train_batch_size": 4, "train_steps": steps}
-            )
+            created = http.post("/v1/plans", json=tiny_plan_request(train_steps=steps))
             assert created.status_code == 201, created.text
         job_id = submit(http, train_steps=1000)
         others = [submit(http, train_steps=50) for _ in range(2)]
@@ -327,8 +301,8 @@ def test_api_restart_loses_nothing(procs: Procs) -> None:
         before = listings(http)
         assert before[0]["count"] >= 3 and before[1]["count"] == 3
 
-        status, took = sigterm(api)
-        assert status == 0 and took < 10, (status, took, procs.tail(api))
+        status, took = api.stop()
+        assert status == 0 and took < 10, (status, took, api.tail())
         api = start_api(procs, port, lease_s=lease_s)
         assert listings(http) == before
 
@@ -336,8 +310,8 @@ def test_api_restart_loses_nothing(procs: Procs) -> None:
         assert http.post(f"/v1/jobs/{others[1]}/cancel").status_code == 200
         worker = start_worker(procs, port, "w1")
         procs.wait_for("the worker's claim", in_state(http, job_id, "running"), 30)
-        status, took = sigterm(api)
-        assert status == 0 and took < 10, (status, took, procs.tail(api))
+        status, took = api.stop()
+        assert status == 0 and took < 10, (status, took, api.tail())
         time.sleep(lease_s / 3 + 0.5)
         start_api(procs, port, lease_s=lease_s)
         job = procs.wait_for("the job to end", in_state(http, job_id, "succeeded", "failed"), 45)
@@ -354,7 +328,7 @@ def test_api_restart_loses_nothing(procs: Procs) -> None:
 
 def test_api_exits_0_on_sigterm(procs: Procs) -> None:
     api = start_api(procs, free_port())
-    status, took = sigterm(api)
+    status, took = api.stop()
     assert took < 10
     assert status == 0
 

@@ -6,17 +6,17 @@ success, and the report page with the measured figures."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from present.text import pct
-from tests.servers import ltd_serve
+from tests.factories import tiny_model
+from tests.servers import LtdServer
 
 pytestmark = pytest.mark.slow
 
@@ -34,24 +34,16 @@ TINY = [
     "--price-per-gpu-hour",
     "2.5",
 ]
-SHAPE = {
-    "name": "tiny-gpt",
-    "num_layers": 6,
-    "hidden_size": 128,
-    "num_heads": 4,
-    "vocab_size": 256,
-    "seq_len": 256,
-}
+# A model config file of the newcomer's own: the tiny model, larger.
+SHAPE = {"name": "tiny-gpt", **tiny_model(num_layers=6, hidden_size=128, seq_len=256)}
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("LTD_")
-    }  # the embedded defaults, nothing configured
-    with ltd_serve(tmp_path, "--with-worker", env=env) as url:
-        yield url, tmp_path
+def service(tmp_path: Path, live_server: Callable[..., LtdServer]) -> tuple[str, Path]:
+    """`ltd serve --with-worker` on the embedded defaults: nothing configured."""
+    server = live_server("--with-worker", cwd=tmp_path)
     assert (tmp_path / "ltd.db").exists()  # the embedded default: a SQLite file right here
+    return server.url, tmp_path
 
 
 def ltd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

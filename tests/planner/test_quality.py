@@ -69,6 +69,7 @@ def _rates(effect: float, noise: float, seeds: int, trials: int = 4000) -> dict[
     return {k: v / trials for k, v in verdicts.items()}
 
 
+@pytest.mark.slow  # Monte Carlo over many simulated jobs
 def test_no_effect_is_called_at_the_5_percent_rate() -> None:
     rates = _rates(effect=0.0, noise=0.01, seeds=5)
     assert rates["better"] + rates["worse"] == pytest.approx(0.05, abs=0.015)
@@ -84,6 +85,7 @@ def _power(ncp: float, df: int, t_crit: float) -> float:
     return float(np.trapezoid(normal_cdf * np.exp(log_density), v))
 
 
+@pytest.mark.slow  # Monte Carlo over many simulated jobs
 @pytest.mark.parametrize("ncp", [1.5, 2.5, 4.0])
 def test_a_planted_effect_is_found_at_the_expected_rate(ncp: float) -> None:
     """Random-LTD losses lower by `ncp` standard errors of the paired difference: the job calls

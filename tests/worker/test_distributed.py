@@ -30,26 +30,14 @@ def _child(rank: int, world: int, port: int, out_dir: str) -> None:
     from planner.run import Counters, run_for_steps
     from planner.schedule import RandomLTDConfig
     from planner.validation import ValidationSettings
+    from tests.factories import tiny_plan_request
     from worker import distributed
     from worker.data import load_corpus
     from worker.throughput import build
     from worker.train import run_schedule, train
     from worker.validate import run_validation
 
-    p = plan(
-        {
-            "model": {
-                "arch": "gpt",
-                "num_layers": 4,
-                "hidden_size": 32,
-                "num_heads": 4,
-                "vocab_size": 256,
-                "seq_len": 64,
-            },
-            "train_batch_size": 4,
-            "train_steps": 100,
-        }
-    )
+    p = plan(tiny_plan_request(train_steps=100))
     settings = ValidationSettings(
         mode="both", warmup_steps=1, measure_steps=2, train_steps=6, device="cpu"
     )

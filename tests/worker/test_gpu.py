@@ -7,7 +7,7 @@ import torch
 
 from planner import plan
 from planner.validation import ValidationSettings
-from tests.worker.conftest import tiny_shape
+from tests.factories import tiny_model, tiny_plan_request, tiny_shape
 from worker.model import build_model
 from worker.token_drop import sample_kept_indices
 from worker.train import loss_fn
@@ -41,20 +41,8 @@ def test_bf16_autocast_step_with_drops() -> None:
 
 
 def test_run_validation_on_cuda() -> None:
-    p = plan(
-        {
-            "model": {
-                "arch": "gpt",
-                "num_layers": 4,
-                "hidden_size": 64,
-                "num_heads": 4,
-                "vocab_size": 256,
-                "seq_len": 128,
-            },
-            "train_batch_size": 8,
-            "train_steps": 100,
-        }
-    )
+    model = tiny_model(hidden_size=64, seq_len=128)
+    p = plan(tiny_plan_request(model=model, train_batch_size=8, train_steps=100))
     result = run_validation(p, ValidationSettings(device="cuda", warmup_steps=1, measure_steps=3))
     assert result.device == "cuda" and result.gpu_name and result.dtype == "bfloat16"
     assert result.peak_memory_bytes and result.peak_memory_bytes > 0

@@ -16,43 +16,27 @@ import pytest
 from client.worker import WorkerAuthError
 from planner import plan
 from planner.validation import ValidationResult, ValidationSettings
+from tests.factories import tiny_plan_request, validation_result
+from tests.servers import free_port
 from wire.jobs import JobPublic, JobState
 from wire.limits import ERROR_CHARS
 from wire.worker import ClaimPublic, HeartbeatPublic
 from worker.loop import run_worker
 
 TOKEN = "secret-token"
-PLAN = plan(
-    {
-        "model": {
-            "arch": "gpt",
-            "num_layers": 4,
-            "hidden_size": 32,
-            "num_heads": 4,
-            "vocab_size": 256,
-            "seq_len": 64,
-        },
-        "train_batch_size": 4,
-        "train_steps": 100,
-    }
-)
-RESULT = ValidationResult(
-    device="cpu",
-    gpu_name=None,
-    torch_version="x",
-    dtype="float32",
-    num_layers=4,
-    num_ltd_layers=2,
-    micro_batch_size=1,
-    seq_len=64,
-    scaled_down=[],
-    step_times=[],
-    step_time_fit=[1.0, 0.0, 0.0],
-    measured_wall_clock_saving=0.1,
-    flops_saving=0.2,
-    mfu=None,
-    peak_memory_bytes=None,
-    seconds=1.0,
+PLAN = plan(tiny_plan_request(train_steps=100))
+RESULT = ValidationResult.model_validate(
+    validation_result(
+        torch_version="x",
+        micro_batch_size=1,
+        seq_len=64,
+        scaled_down=[],
+        step_times=[],
+        step_time_fit=[1.0, 0.0, 0.0],
+        measured_wall_clock_saving=0.1,
+        flops_saving=0.2,
+        seconds=1.0,
+    )
 )
 
 
@@ -140,7 +124,8 @@ def serve(api: FakeApi, port: int = 0) -> ThreadingHTTPServer:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # Polled every 50 ms for `shutdown()` (http.server's default: 0.5 s, at each teardown).
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server
 
 
@@ -241,11 +226,7 @@ def test_stop_releases_the_running_job(api) -> None:
 
 
 def test_reconnects_with_backoff_when_api_is_down() -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     fake = FakeApi(["j1"])
     servers: list[ThreadingHTTPServer] = []
     threading.Timer(1.2, lambda: servers.append(serve(fake, port))).start()

@@ -1,10 +1,11 @@
-"""A worker against the real API on loopback: uvicorn on a free port, a temporary SQLite file."""
+"""A worker against the real API on loopback: `ltd serve` on a free port, a temporary SQLite
+file."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -12,32 +13,19 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from api.main import create_app  # noqa: E402
-from api.settings import Settings  # noqa: E402
-from tests.servers import served  # noqa: E402
+from tests.factories import tiny_plan_request  # noqa: E402
+from tests.servers import LtdServer  # noqa: E402
 from worker.loop import run_worker  # noqa: E402
 from worker.validate import run_validation  # noqa: E402
 
 TOKEN = "e2e-worker-token"
-TINY_MODEL = {
-    "arch": "gpt",
-    "num_layers": 4,
-    "hidden_size": 32,
-    "num_heads": 4,
-    "vocab_size": 256,
-    "seq_len": 64,
-}
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def api_url(tmp_path) -> Iterator[str]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'ltd.db'}", worker_token=TOKEN, lease_seconds=30
-    )
-    with served(create_app(settings)) as url:
-        yield url
+def api_url(live_server: Callable[..., LtdServer]) -> str:
+    return live_server(worker_token=TOKEN, env={"LTD_LEASE_SECONDS": "30"}).url
 
 
 def _paced_validation(plan, settings, progress):
@@ -60,7 +48,7 @@ def _run_job_end_to_end(http: httpx.Client, api_url: str) -> None:
     response = http.post(
         "/v1/jobs",
         json={
-            "plan_request": {"model": TINY_MODEL, "train_batch_size": 4, "train_steps": 200},
+            "plan_request": tiny_plan_request(),
             "settings": settings,
         },
     )

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tests.worker.conftest import tiny_shape
+from tests.factories import tiny_shape
 from worker.model import Block, build_model, rotary
 from worker.token_drop import RandomLTDLayer, gather_tokens, sample_kept_indices, scatter_tokens
 

@@ -9,7 +9,7 @@ import torch
 from planner.lr import LRConfig
 from planner.run import Counters, constant_run, run_for_steps
 from planner.schedule import RandomLTDConfig, reserved_length
-from tests.worker.conftest import tiny_shape
+from tests.factories import tiny_shape
 from worker.data import load_corpus, stdlib_bytes
 from worker.model import build_model
 from worker.train import run_schedule, train
@@ -50,6 +50,7 @@ def test_run_schedule_uses_planner_schedule_and_layer_token_lr() -> None:
     assert s.lrs[1] == pytest.approx(1e-3 * 80 / 100)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("drop", [False, True])
 def test_tiny_model_loss_falls(corpus, drop: bool) -> None:
     shape = tiny_shape(vocab_size=256, seq_len=32, hidden_size=64, num_layers=4)

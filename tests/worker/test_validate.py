@@ -7,20 +7,12 @@ import pytest
 from planner import plan
 from planner.sizing import default_reserved_lengths, size_job
 from planner.validation import ValidationResult, ValidationSettings
+from tests.factories import tiny_plan_request
 from worker.validate import run_validation
-
-TINY_MODEL = {
-    "arch": "gpt",
-    "num_layers": 4,
-    "hidden_size": 32,
-    "num_heads": 4,
-    "vocab_size": 256,
-    "seq_len": 64,
-}
 
 
 def tiny_plan():
-    return plan({"model": TINY_MODEL, "train_batch_size": 4, "train_steps": 200})
+    return plan(tiny_plan_request())
 
 
 def test_default_lengths_span_the_schedule() -> None:
@@ -59,6 +51,7 @@ def test_size_job_scales_layers_then_sequence_and_says_why() -> None:
     assert kept.num_layers == 5  # a size the user set is kept
 
 
+@pytest.mark.slow
 def test_run_validation_end_to_end_tiny_plan() -> None:
     calls: list[tuple[float, str]] = []
     settings = ValidationSettings(
@@ -103,15 +96,15 @@ def test_profile_mode_measures_the_device_and_builds_no_model() -> None:
     assert result.measured_wall_clock_saving is None  # nothing for a calibration to use
 
 
+@pytest.mark.slow
 def test_a_composed_plan_is_timed_at_the_c_r_pairs_its_schedule_visits() -> None:
     """Curriculum learning composed with random-LTD: the job cuts sequences to c, times the
     (c, r) pairs of the schedule, fits T(c, min(r, c)) and sums it over the schedule."""
-    composed = plan({
-        "model": TINY_MODEL, "train_batch_size": 4, "train_steps": 200,
-        "random_ltd": {"min_value": 16, "seq_per_step": 8, "require_steps": 150},
-        "curriculum": {"min_difficulty": 8, "max_difficulty": 64, "schedule_type": "fixed_linear",
-                       "schedule_config": {"total_curriculum_step": 100, "difficulty_step": 8}},
-    })  # fmt: skip
+    composed = plan(tiny_plan_request(
+        random_ltd={"min_value": 16, "seq_per_step": 8, "require_steps": 150},
+        curriculum={"min_difficulty": 8, "max_difficulty": 64, "schedule_type": "fixed_linear",
+                    "schedule_config": {"total_curriculum_step": 100, "difficulty_step": 8}},
+    ))  # fmt: skip
     settings = ValidationSettings(warmup_steps=1, measure_steps=2, device="cpu")
     result = run_validation(composed, settings)
     pairs = [(t.seqlen, t.reserved_length) for t in result.step_times]
@@ -124,15 +117,15 @@ def test_a_composed_plan_is_timed_at_the_c_r_pairs_its_schedule_visits() -> None
     assert all(t.predicted_step_time_ms for t in result.step_times)
 
 
+@pytest.mark.slow
 def test_convergence_trains_the_composed_schedule_with_sequences_cut_to_c() -> None:
     from planner.sizing import scaled_curriculum
 
-    composed = plan({
-        "model": TINY_MODEL, "train_batch_size": 4, "train_steps": 200,
-        "random_ltd": {"min_value": 16, "seq_per_step": 8, "require_steps": 150},
-        "curriculum": {"min_difficulty": 8, "max_difficulty": 64, "schedule_type": "fixed_linear",
-                       "schedule_config": {"total_curriculum_step": 100, "difficulty_step": 8}},
-    })  # fmt: skip
+    composed = plan(tiny_plan_request(
+        random_ltd={"min_value": 16, "seq_per_step": 8, "require_steps": 150},
+        curriculum={"min_difficulty": 8, "max_difficulty": 64, "schedule_type": "fixed_linear",
+                    "schedule_config": {"total_curriculum_step": 100, "difficulty_step": 8}},
+    ))  # fmt: skip
     cl = scaled_curriculum(composed, seq_len=64, num_steps=8)
     assert cl is not None and cl.max_difficulty == 64
     assert cl.schedule_config.total_curriculum_step == max(1, round(100 * 8 / 200))

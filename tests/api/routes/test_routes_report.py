@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from present.text import human, pct
-from tests.servers import ltd_serve
+from tests.servers import LtdServer
 
 TITLES = (
     "Reserved length per dropping layer",
@@ -62,19 +62,6 @@ def test_report_of_unknown_plan_is_404(client: TestClient) -> None:
     assert client.get("/v1/plans/p_nope/report").status_code == 404
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[str]:
-    """The real service (uvicorn, SQLite file) on a free loopback port."""
-    env = {
-        **os.environ,
-        "LTD_DATABASE_URL": f"sqlite:///{tmp_path / 'ltd.db'}",
-        "LTD_WORKER_TOKEN": "browser-test-token",
-    }
-    env.pop("LTD_API_KEYS", None)
-    with ltd_serve(tmp_path, env=env) as url:
-        yield url
-
-
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
@@ -86,12 +73,13 @@ def _chromium() -> str:
 
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(
-    live_server: str,
+    live_server: Callable[..., LtdServer],
     tmp_path: Path,
     validation_result: Callable[..., dict[str, Any]],
 ) -> None:
     chromium = _chromium()
-    with httpx.Client(base_url=live_server, timeout=60) as http:
+    server = live_server(worker_token="browser-test-token")  # the real service, a SQLite file
+    with httpx.Client(base_url=server.url, timeout=60) as http:
         plan = http.post(
             "/v1/plans",
             json={
@@ -109,7 +97,7 @@ def test_report_renders_in_headless_chromium(
             validation_result(),
             {"Authorization": "Bearer browser-test-token"},
         )
-    url = f"{live_server}/v1/plans/{plan['id']}/report"
+    url = f"{server.url}/v1/plans/{plan['id']}/report"
     flags = [
         "--headless",
         "--no-sandbox",
