@@ -57,6 +57,12 @@ class ValidationSettings(BaseModel):
         "auto", description="auto: bfloat16 autocast on CUDA, float32 on the CPU."
     )
     max_minutes: float = Field(10.0, gt=0, le=24 * 60, description="Time cap; scale to fit it.")
+    implementation: Literal["auto", "hf", "native"] = Field(
+        "auto",
+        description="hf: build the plan's model with Hugging Face Transformers (GPT-2, "
+        "Llama-family and BERT shapes; the hf extra); native: the project's own blocks "
+        "(worker/model.py); auto: hf where the shape and the installed packages allow.",
+    )
     seeds: int = Field(
         3, ge=2, le=50, description="Quality: paired seeds (each pair shares init and data)."
     )
@@ -180,6 +186,11 @@ class ValidationResult(BaseModel):
     gpu_name: Name | None
     torch_version: Name
     dtype: Name
+    implementation: Name | None = Field(
+        None,
+        description="What was measured: 'native' (the project's blocks) or 'hf: <class>' "
+        "(Hugging Face Transformers); None in profile mode.",
+    )
     num_layers: Count | None = Field(
         description="Layers of the model actually measured (L'); None in profile mode."
     )
@@ -241,7 +252,8 @@ class ValidationResult(BaseModel):
         "job on a device without a cached profile): the API stores it.",
     )
     prediction_device_profile: DeviceProfile | None = Field(
-        None, description="The profile the step-time model's predictions used (the report "
+        None,
+        description="The profile the step-time model's predictions used (the report "
         "draws the measured shape's T(r) by part with it).",
     )
     seconds: Annotated[float, Field(ge=0, le=1e8)] = Field(

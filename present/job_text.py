@@ -43,7 +43,8 @@ def validation_summary(plan: Plan, result: ValidationResult) -> list[tuple[str, 
             "none (a device profile)"
             if result.num_layers is None
             else f"{result.num_layers} layers ({result.num_ltd_layers} dropping), "
-            f"micro-batch {result.micro_batch_size}, S {result.seq_len}",
+            f"micro-batch {result.micro_batch_size}, S {result.seq_len}"
+            + (f", {result.implementation}" if result.implementation else ""),
         ),
         ("scaled down", "; ".join(result.scaled_down) or "nothing"),
         ("measured wall-clock saving", pct(result.measured_wall_clock_saving)),

@@ -56,11 +56,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from transformers import TrainerCallback
+from transformers import PretrainedConfig, TrainerCallback
 
 from planner.calibration import runs_for_plan
 from planner.document import Plan
 from planner.lr import LRConfig
+from planner.models import ModelShape
 from planner.run import Run
 from planner.schedule import RandomLTDConfig, default_ltd_layer_ids
 from worker.token_drop import drop_apply_restore, gather_tokens, sample_kept_indices
@@ -287,12 +288,17 @@ def apply_random_ltd(model: nn.Module, plan: Plan | RandomLTDConfig) -> nn.Modul
         raise ValueError(f"layer_ids {outside} outside the model's layers 0..{num_layers - 1}")
     if dropping_layers(model):
         raise ValueError("random-LTD is already applied to this model")
+    _make_dropping(stack, layer_ids)
+    return model
+
+
+def _make_dropping(stack: nn.ModuleList, layer_ids: tuple[int, ...]) -> None:
+    """Swap the class of each of `layer_ids` for its dropping subclass, no reserved length."""
     for i in sorted(set(layer_ids)):
         layer = stack[i]
         layer.__class__ = _dropping_class(type(layer))
         assert isinstance(layer, RandomLTDLayerMixin)  # internal invariant
         layer.ltd_reserved_length = None
-    return model
 
 
 def set_reserved_length(model: nn.Module, reserved_length: int | None) -> None:
@@ -473,3 +479,87 @@ class LayerTokenLRScheduler(torch.optim.lr_scheduler.LRScheduler):
         """The step and torch's own fields; the plan is not saved (rebuild it from the plan)."""
         skip = ("optimizer", "lr_config", "run")
         return {k: v for k, v in self.__dict__.items() if k not in skip}
+
+
+# Validation jobs on the user's own architecture --------------------------------------------------
+
+
+MODEL_CLASSES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "bert": "BertForMaskedLM"}
+
+
+def architecture_for(shape: ModelShape) -> str | None:
+    """The Transformers model class a validation job builds for `shape`, or None."""
+    config = config_for_shape(shape)
+    return None if config is None else MODEL_CLASSES[config.model_type]
+
+
+def config_for_shape(shape: ModelShape) -> PretrainedConfig | None:
+    """The Transformers config of a planner shape from a supported family, or None: GPT-2
+    (causal, learned positions, GELU, LayerNorm, biases), Llama (causal, rotary, SwiGLU, RMSNorm,
+    no biases; grouped key/value heads: a Mistral or Qwen2 config.json plans to this shape too)
+    or BERT (the encoder). Random weights: nothing is downloaded."""
+    from transformers import BertConfig, GPT2Config, LlamaConfig
+
+    m = shape
+    common: dict[str, Any] = {"vocab_size": m.vocab_size, "attn_implementation": "sdpa"}
+    if m.arch == "gpt" and (m.position, m.activation, m.norm, m.bias) == (
+        "learned", "gelu", "layernorm", True,
+    ):  # fmt: skip
+        return GPT2Config(
+            n_embd=m.hidden_size, n_layer=m.num_layers, n_head=m.num_heads, n_inner=m.ffn_size,
+            n_positions=m.seq_len, tie_word_embeddings=m.tie_embeddings, **common,
+        )  # fmt: skip
+    if m.arch == "gpt" and (m.position, m.activation, m.norm, m.bias) == (
+        "rotary", "swiglu", "rmsnorm", False,
+    ):  # fmt: skip
+        return LlamaConfig(
+            hidden_size=m.hidden_size, intermediate_size=m.ffn_size,
+            num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
+            num_key_value_heads=m.kv_heads, max_position_embeddings=m.seq_len,
+            tie_word_embeddings=m.tie_embeddings, **common,
+        )  # fmt: skip
+    if m.arch == "bert" and m.activation == "gelu" and m.norm == "layernorm":
+        return BertConfig(
+            hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,
+            num_attention_heads=m.num_heads, intermediate_size=m.ffn_size,
+            max_position_embeddings=m.seq_len, **common,
+        )  # fmt: skip
+    return None
+
+
+class TransformersModel(nn.Module):
+    """A Transformers model (random weights) behind the interface a validation job trains and
+    times (`worker.model.Transformer`'s): `model(tokens, reserved_length)` gives the logits, with
+    the reserved length set on every dropping layer for that forward."""
+
+    def __init__(self, shape: ModelShape, ltd_layer_ids: tuple[int, ...]) -> None:
+        super().__init__()
+        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+        config = config_for_shape(shape)
+        if config is None:
+            raise ValueError(
+                f"no Transformers architecture matches this model ({shape.arch}, "
+                f"{shape.position} positions, {shape.activation}, {shape.norm}): the "
+                "implementation 'hf' times GPT-2, Llama-family and BERT configs"
+            )
+        auto = AutoModelForMaskedLM if shape.arch == "bert" else AutoModelForCausalLM
+        self.hf = auto.from_config(config)
+        self.shape, self.ltd_layer_ids = shape, tuple(ltd_layer_ids)
+        self.causal, self.cls_only = shape.arch != "bert", False
+        self.vocab_width = shape.vocab_size
+        _make_dropping(layer_stack(self.hf), self.ltd_layer_ids)
+
+    def forward(
+        self,
+        tokens_BS: Tensor,
+        reserved_length: int | None = None,
+        padding_mask_BS: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Logits (B, S, V) of every position."""
+        if self.ltd_layer_ids:
+            set_reserved_length(self.hf, reserved_length)
+        out = self.hf(input_ids=tokens_BS, attention_mask=padding_mask_BS)
+        logits: Tensor = out.logits
+        return logits

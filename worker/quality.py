@@ -209,6 +209,7 @@ def run_quality(
     device: torch.device,
     amp_dtype: torch.dtype,
     seconds_left: float,
+    implementation: str,
     progress: Callable[[float], None],
 ) -> QualityOutcome:
     """Train and compare the seed pairs (module docstring)."""
@@ -240,6 +241,7 @@ def run_quality(
             pair_logs = _train_pair(
                 pair, shape, ltd_layer_ids, seed, corpus=corpus, settings=settings,
                 device=device, amp_dtype=amp_dtype, batch=batch, micro_batch_size=mb,
+                implementation=implementation,
                 progress=span(progress, i / len(seeds), 1 / len(seeds)),
             )  # fmt: skip
         except TimeCapReachedError:
@@ -268,6 +270,7 @@ def _train_pair(
     amp_dtype: torch.dtype,
     batch: int,
     micro_batch_size: int,
+    implementation: str,
     progress: Callable[[float], None],
 ) -> tuple[TrainLog, TrainLog]:
     """One seed's baseline and random-LTD run, from the same initialisation and data order."""
@@ -275,7 +278,7 @@ def _train_pair(
     share = pair.cost.run_ms(pair.baseline) / sum(pair.cost.run_ms(r) for r, _ in plan_runs)
     logs = []
     for i, (run, lr) in enumerate(plan_runs):
-        model = build(shape, ltd_layer_ids, seed, device)
+        model = build(shape, ltd_layer_ids, seed, device, implementation)
         offset, width = (0.0, share) if i == 0 else (share, 1 - share)
         log = train(
             model,

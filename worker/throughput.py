@@ -154,13 +154,49 @@ def gather_scatter_fraction(
 
 
 def build(
-    shape: ModelShape, ltd_layer_ids: tuple[int, ...], seed: int, device: torch.device
+    shape: ModelShape,
+    ltd_layer_ids: tuple[int, ...],
+    seed: int,
+    device: torch.device,
+    implementation: str = "native",
 ) -> torch.nn.Module:
-    """The same initialisation on every rank and for every run; then each rank's own drops."""
+    """The model a job measures, the project's own (`native`) or Transformers' (`hf`): the
+    same initialisation on every rank and for every run; then each rank's own drops."""
     torch.manual_seed(seed)
-    model = distributed.wrap(build_model(shape, ltd_layer_ids=ltd_layer_ids).to(device), device)
+    if implementation == "hf":
+        from worker.hf import TransformersModel  # Transformers loads only for an hf job
+
+        model: torch.nn.Module = TransformersModel(shape, ltd_layer_ids)
+    else:
+        model = build_model(shape, ltd_layer_ids=ltd_layer_ids)
+    model = distributed.wrap(model.to(device), device)
     torch.manual_seed(seed + distributed.rank())
     return model
+
+
+def implementation_for(shape: ModelShape, setting: str) -> str:
+    """`hf` or `native` for a job's `implementation` setting: `auto` is hf where Transformers
+    is installed and has the shape's architecture (ValueError: hf asked for and unavailable)."""
+    if setting == "native":
+        return "native"
+    try:
+        from worker.hf import architecture_for
+    except ImportError:
+        if setting == "hf":
+            raise ValueError(
+                "implementation 'hf' needs Hugging Face Transformers on the worker: "
+                'pip install "ltd-planner[hf]"'
+            ) from None
+        return "native"
+    if architecture_for(shape) is None:
+        if setting == "hf":
+            raise ValueError(
+                f"implementation 'hf': no Transformers architecture matches this model "
+                f"({shape.arch}, {shape.position} positions, {shape.activation}, {shape.norm}); "
+                "it times GPT-2, Llama-family and BERT shapes"
+            )
+        return "native"
+    return "hf"
 
 
 def run_throughput(
@@ -175,6 +211,7 @@ def run_throughput(
     device: torch.device,
     amp_dtype: torch.dtype,
     profile: DeviceProfile | None,
+    implementation: str,
     progress: Callable[[float], None],
 ) -> Throughput:
     """Time the measured model (`shape`) at the plan's (c, r) pairs, fit T'(c, min(r, c)) in
@@ -182,7 +219,7 @@ def run_throughput(
     the same pairs on `profile` (rank 0's; None on other ranks), integrated alike."""
     S = runs.resolved.model.seq_len
     points = measured_points(plan_points(runs, settings), S, size.seq_len)
-    model = build(shape, ltd_ids, settings.seed, device)
+    model = build(shape, ltd_ids, settings.seed, device, implementation)
     accumulation = accumulation_steps(plan, size.micro_batch_size)
     times, opt_ms = measure_step_times(
         model,

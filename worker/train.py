@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -33,11 +34,12 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
 
 
 def unwrap(model: nn.Module) -> Transformer:
-    """The model inside a DistributedDataParallel wrapper, or the model itself."""
+    """The model inside a DistributedDataParallel wrapper, or the model itself: the project's
+    `Transformer`, or anything with its interface (`worker.hf.TransformersModel`)."""
     core = getattr(model, "module", model)
-    if not isinstance(core, Transformer):
+    if not all(hasattr(core, name) for name in ("shape", "ltd_layer_ids", "causal")):
         raise TypeError(f"expected a Transformer, or one wrapped in DDP; got {type(core).__name__}")
-    return core
+    return cast(Transformer, core)  # the interface it checked
 
 
 def loss_fn(

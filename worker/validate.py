@@ -30,6 +30,7 @@ import torch
 from planner.calibration import runs_for_plan
 from planner.device import DeviceProfile, ideal_profile
 from planner.document import Plan
+from planner.models import ModelShape
 from planner.resolve import Runs
 from planner.sizing import (
     BUDGET_FRACTION,
@@ -44,7 +45,7 @@ from worker.data import load_corpus
 from worker.predict import device_profile
 from worker.profile import measure_profile
 from worker.quality import TimeCapReachedError, run_quality
-from worker.throughput import NO_THROUGHPUT, run_throughput
+from worker.throughput import NO_THROUGHPUT, implementation_for, run_throughput
 
 Progress = Callable[[float, str], None]
 
@@ -104,6 +105,15 @@ def _size(
     return replace(size, num_layers=agreed[0], micro_batch_size=agreed[1], seq_len=agreed[2])
 
 
+def implementation_label(shape: ModelShape, implementation: str) -> str:
+    """What a result says was measured: native, or hf with its Transformers class."""
+    if implementation != "hf":
+        return "native"
+    from worker.hf import architecture_for
+
+    return f"hf: {architecture_for(shape)}"
+
+
 def profile_job(
     plan: Plan, settings: ValidationSettings, progress: Progress | None
 ) -> ValidationResult:
@@ -155,6 +165,7 @@ def run_validation(
         profile, measured_now = ideal_profile(1.0), False
     size = _size(plan, runs, settings, profile, device)
     shape, ltd_ids = measured_shape(plan.model, size), measured_ltd_layer_ids(plan, size)
+    implementation = implementation_for(shape, settings.implementation)
     corpus = load_corpus(settings.dataset)
     measure.reset_peak_memory(device)
     # 2. Throughput: step time at the schedule's (c, r), fit, integrate over the schedule.
@@ -164,7 +175,7 @@ def run_validation(
         tp = run_throughput(
             plan, runs, shape, size, ltd_ids, corpus=corpus, settings=settings, device=device,
             amp_dtype=amp_dtype, profile=profile if distributed.rank() == 0 else None,
-            progress=clock.phase(0.0, tp_end, "timing steps"),
+            implementation=implementation, progress=clock.phase(0.0, tp_end, "timing steps"),
         )  # fmt: skip
     except TimeCapReachedError:
         raise TimeCapError(
@@ -178,6 +189,7 @@ def run_validation(
         outcome = run_quality(
             plan, shape, ltd_ids, tp, size, corpus=corpus, settings=settings, device=device,
             amp_dtype=amp_dtype, seconds_left=distributed.agree(clock.left()),
+            implementation=implementation,
             progress=clock.phase(tp_end, 1.0, "training baseline and random-LTD"),
         )  # fmt: skip
     if clock.progress is not None:
@@ -187,6 +199,7 @@ def run_validation(
         gpu_name=measure.gpu_name(device),
         torch_version=torch.__version__,
         dtype=str(amp_dtype).removeprefix("torch."),
+        implementation=implementation_label(shape, implementation),
         num_layers=size.num_layers,
         num_ltd_layers=len(ltd_ids),
         micro_batch_size=size.micro_batch_size,
