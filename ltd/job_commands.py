@@ -119,12 +119,14 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from worker.distributed import rank
+    from worker.settings import get_worker_settings
     from worker.validate import run_validation
 
     settings = settings_from_args(args)
     plan = plan_from_args(args)
     with progress_bar("validating") as progress:
-        result = run_validation(plan, settings, progress=progress)
+        cache = get_worker_settings().profile_cache_dir
+        result = run_validation(plan, settings, progress=progress, profile_cache=cache)
     if rank() != 0:
         return 0  # under torchrun every rank agrees on the result; rank 0 prints it
     if args.format == "json":

@@ -1,9 +1,12 @@
 """Sizing a validation job: what model a job measures, at which lengths, and for how long.
 
 Pure arithmetic shared by the worker (which sizes its job to the device) and anything that wants
-to predict a job: the device's memory, its measured matmul rate and the time budget come in as
-numbers. The job keeps the plan's layer shape (hidden size, heads, FFN) and shrinks layers, then
-the micro-batch, then (last resort) the sequence, and says what shrank and why.
+to predict a job. A job's time is predicted by the step-time model (`planner.steptime`) on the
+worker's own device profile: the timed micro-batches at each (c, r) pair, the optimizer updates,
+and (quality mode) the training and evaluation it will give each run. The job keeps the plan's
+layer shape (hidden size, heads, FFN) and shrinks only when that prediction or the memory
+estimate does not fit: layers first, then the micro-batch, then (last resort) the sequence, and
+it says what shrank and why.
 """
 
 from __future__ import annotations
@@ -16,19 +19,24 @@ import numpy as np
 
 from planner import flops as F
 from planner.curriculum import CurriculumConfig
+from planner.device import DeviceProfile
 from planner.document import Plan
 from planner.models import ModelShape
 from planner.resolve import Runs
 from planner.schedule import RandomLTDConfig, default_ltd_layer_ids
+from planner.steptime import StepShape
+from planner.steptime_table import StepTimes
 from planner.typed import changed
 from planner.validation import ValidationSettings
 
-STEP_EFFICIENCY = 0.35  # a training step reaches about this share of the matmul probe's FLOP/s
 MIN_LAYERS = 3  # the first and the last layer never drop: 3 leaves one dropping layer
 MIN_SEQ_LEN = 64
 DEFAULT_NUM_LENGTHS = 5
-EVAL_BATCHES = 4  # held-out batches each convergence run is evaluated on
 VOCAB_MULTIPLE = 128
+BUDGET_FRACTION = 0.9  # of max_minutes the predicted work may fill: the rest is set-up
+OPTIMIZER_TIMINGS = 4  # `worker.measure.optimizer_step_ms`: one warm-up and three timed updates
+MIN_QUALITY_STEPS = 50  # a quality run shorter than this compares little but noise
+FORWARD_SHARE = 1 / 3  # an evaluation's forward pass: a third of a training micro-batch
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class JobSize:
     micro_batch_size: int
     seq_len: int
     scaled_down: tuple[str, ...]
+    predicted_seconds: float = 0.0  # the step-time model's seconds of the job's timed steps
 
 
 def padded_vocab_size(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
@@ -60,13 +69,6 @@ def default_reserved_lengths(
     return sorted({*rounded[:-1], seq_len})
 
 
-def scaled_lengths(lengths: list[int], seq_len: int, measured_seq_len: int) -> list[int]:
-    """Plan lengths mapped onto a shortened sequence, keeping r / S."""
-    return sorted(
-        {max(1, min(measured_seq_len, round(r * measured_seq_len / seq_len))) for r in lengths}
-    )
-
-
 def measured_shape(m: ModelShape, size: JobSize) -> ModelShape:
     return changed(m, num_layers=size.num_layers, seq_len=size.seq_len)
 
@@ -82,28 +84,6 @@ def accumulation_steps(plan: Plan, micro_batch_size: int) -> int:
     """Micro-batches one device runs per optimizer step of the plan: G / (GPUs x micro-batch)."""
     per_device = plan.global_batch_size / plan.hardware.num_gpus
     return max(1, math.ceil(per_device / micro_batch_size))
-
-
-def step_equivalents(settings: ValidationSettings, num_lengths: int) -> float:
-    """Full-length steps a job runs, roughly: timed sweeps plus two training runs."""
-    sweep = num_lengths * (settings.warmup_steps + settings.measure_steps)
-    train = 2 * settings.train_steps + 2 * EVAL_BATCHES / 3
-    return (sweep if settings.mode != "convergence" else 0) + (
-        train if settings.mode != "throughput" else 0
-    )
-
-
-def estimate_job_s(
-    shape: ModelShape, micro_batch_size: int, *, step_equivalents: float, flops_per_s: float
-) -> float:
-    """Seconds of `step_equivalents` full-length steps at STEP_EFFICIENCY of a measured rate."""
-    step = F.step_flops(
-        shape,
-        reserved=shape.seq_len,
-        rows=micro_batch_size,
-        num_ltd_layers=len(default_ltd_layer_ids(shape.num_layers)),
-    )
-    return step_equivalents * float(step) / (flops_per_s * STEP_EFFICIENCY)
 
 
 def estimate_job_bytes(shape: ModelShape, micro_batch_size: int) -> int:
@@ -124,34 +104,105 @@ def estimate_job_bytes(shape: ModelShape, micro_batch_size: int) -> int:
     return 16 * shape.num_params + acts + logits
 
 
+def plan_points(runs: Runs, settings: ValidationSettings) -> list[tuple[int, int]]:
+    """The (c, r) pairs a job times, in the plan's lengths: the settings' reserved lengths at
+    S; by default, five lengths from min_value to S, or with curriculum learning the pairs its
+    schedule visits. Sorted, so that the full-length step (S, S) comes last."""
+    res = runs.resolved
+    S = res.model.seq_len
+    if settings.reserved_lengths is None and runs.ltd.counters.length_curriculum:
+        return composed_pairs(runs)
+    lengths = settings.reserved_lengths or default_reserved_lengths(res.ltd, S)
+    return sorted({(S, min(r, S)) for r in lengths} | {(S, S)})
+
+
+def measured_points(
+    points: list[tuple[int, int]], S: int, measured_S: int
+) -> list[tuple[int, int]]:
+    """Plan lengths mapped onto the measured (possibly shorter) sequence, keeping n / S."""
+
+    def scaled(n: int) -> int:
+        return max(1, min(measured_S, round(n * measured_S / S)))
+
+    return sorted({(scaled(c), scaled(r)) for c, r in points})
+
+
+def quality_batch(settings: ValidationSettings, micro_batch_size: int) -> int:
+    """Sequences per optimizer step of a quality run: at least the settings' batch, a whole
+    number of micro-batches."""
+    return -(-max(settings.batch_size, micro_batch_size) // micro_batch_size) * micro_batch_size
+
+
+def predict_job_s(
+    shape: ModelShape,
+    num_ltd_layers: int,
+    micro_batch_size: int,
+    points: list[tuple[int, int]],
+    settings: ValidationSettings,
+    profile: DeviceProfile,
+) -> dict[str, float]:
+    """Seconds of a job's work by the step-time model, by part: `timing` (warm-up and timed
+    micro-batches at each measured (c, r), and the optimizer updates), and in quality mode
+    the least `training` it needs (two runs of MIN_QUALITY_STEPS, or of train_steps when set,
+    per seed) and its `evaluation` (eval_points x eval_batches forward passes per run)."""
+    step = StepShape(shape, num_ltd_layers, micro_batch_size, accumulation=1, num_gpus=1)
+    c = np.asarray([p[0] for p in points])
+    r = np.asarray([p[1] for p in points])
+    table = StepTimes(step, profile, np.concatenate((c, r)))
+    micro = table.micro_batch_s(r, c)  # one micro-batch, forward and backward
+    repeats = settings.warmup_steps + settings.measure_steps
+    parts = {"timing": float(repeats * micro.sum() + OPTIMIZER_TIMINGS * table.optimizer)}
+    if settings.mode != "quality":
+        return parts
+    S = np.asarray([shape.seq_len])
+    full_micro = float(table.micro_batch_s(S, S)[0])
+    accumulation = quality_batch(settings, micro_batch_size) // micro_batch_size
+    full_step = accumulation * full_micro + table.optimizer
+    steps = (
+        settings.train_steps if "train_steps" in settings.model_fields_set else MIN_QUALITY_STEPS
+    )
+    runs = 2 * settings.seeds
+    parts["training"] = runs * steps * full_step
+    parts["evaluation"] = (
+        runs * settings.eval_points * settings.eval_batches * accumulation * full_micro
+    ) * FORWARD_SHARE
+    return parts
+
+
 def size_job(
     m: ModelShape,
+    runs: Runs,
     settings: ValidationSettings,
     *,
     plan_micro_batch_size: int,
     budget_s: float,
     memory_bytes: int,
-    flops_per_s: float,
-    step_equivalents: float,
+    profile: DeviceProfile,
 ) -> JobSize:
-    """Shrink layers, then micro-batch, then sequence until the job fits time and memory.
-    Sizes the user set in `settings` are kept."""
+    """The plan's model at full size where the step-time model's prediction of the job
+    (`predict_job_s`) fits `budget_s` and its memory fits; else shrink layers, then micro-batch,
+    then sequence until both do (sizes the user set in `settings` are kept). The smallest job
+    runs even if predicted over the budget: max_minutes stops it (the worker's hard cap)."""
     L = settings.num_layers or m.num_layers
     mb = settings.micro_batch_size or plan_micro_batch_size
     S = m.seq_len
+    plan_pts = plan_points(runs, settings)
     reasons: list[str] = []
 
-    def fits() -> tuple[bool, str]:
+    def fits() -> tuple[bool, str, float]:
         shape = changed(m, num_layers=L, seq_len=S)
         mem = estimate_job_bytes(shape, mb)
         if mem > memory_bytes:
-            return False, f"needs ~{mem / 2**30:.1f} GiB of {memory_bytes / 2**30:.1f} GiB"
-        secs = estimate_job_s(shape, mb, step_equivalents=step_equivalents, flops_per_s=flops_per_s)
-        if secs > budget_s:
-            return False, f"~{secs:.0f} s of steps exceed the {budget_s:.0f} s budget"
-        return True, ""
+            return False, f"needs ~{mem / 2**30:.1f} GiB of {memory_bytes / 2**30:.1f} GiB", 0.0
+        points = measured_points(plan_pts, m.seq_len, S)
+        ltd = len(default_ltd_layer_ids(L)) if m.num_layers != L else runs.resolved.num_ltd_layers
+        parts = predict_job_s(shape, ltd, mb, points, settings, profile)
+        total = sum(parts.values())
+        if total > budget_s:
+            return False, f"~{total:.0f} s predicted, over the {budget_s:.0f} s budget", 0.0
+        return True, "", parts["timing"]
 
-    ok, why = fits()
+    ok, why, timing = fits()
     while not ok:
         if settings.num_layers is None and L > MIN_LAYERS:
             new = max(MIN_LAYERS, L // 2)
@@ -173,9 +224,14 @@ def size_job(
                 f"{why} of memory on this device"
             )
         else:
-            break  # the smallest job: run it even if it takes longer than the budget
-        ok, why = fits()
-    return JobSize(L, mb, S, tuple(reasons))
+            break  # the smallest job: max_minutes stops it if the prediction is right
+        ok, why, timing = fits()
+    if not ok:  # the smallest job, over the budget: its timing predicted all the same
+        shape = changed(m, num_layers=L, seq_len=S)
+        points = measured_points(plan_pts, m.seq_len, S)
+        ltd = len(default_ltd_layer_ids(L)) if m.num_layers != L else runs.resolved.num_ltd_layers
+        timing = predict_job_s(shape, ltd, mb, points, settings, profile)["timing"]
+    return JobSize(L, mb, S, tuple(reasons), timing)
 
 
 def scaled_schedule(plan: Plan, *, seq_len: int, num_steps: int) -> RandomLTDConfig:

@@ -4,9 +4,9 @@ implies, the calibrated projection) is `planner.calibration`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.device import DeviceProfile
 
@@ -31,9 +31,9 @@ class ValidationSettings(BaseModel):
         "throughput",
         description="throughput: measure step time across the schedule. quality: time the "
         "steps, then train baseline and random-LTD on paired seeds (`basis`) and compare their "
-        "held-out losses with a noise band. convergence / both: one seed trained to equal "
-        "LayerTokens (without / with throughput). profile: measure the device into a device "
-        "profile (`ltd profile`) that the API stores.",
+        "held-out losses with a noise band. convergence and both (earlier names) are quality "
+        "on the equal_layer_tokens basis. profile: measure the device into a device profile "
+        "(`ltd profile`) that the API stores.",
     )
     num_layers: int | None = Field(
         None, ge=3, le=1000, description="Layers to build; default: the plan's, scaled to fit."
@@ -57,6 +57,12 @@ class ValidationSettings(BaseModel):
         "auto", description="auto: bfloat16 autocast on CUDA, float32 on the CPU."
     )
     max_minutes: float = Field(10.0, gt=0, le=24 * 60, description="Time cap; scale to fit it.")
+    implementation: Literal["auto", "hf", "native"] = Field(
+        "auto",
+        description="hf: build the plan's model with Hugging Face Transformers (GPT-2, "
+        "Llama-family and BERT shapes; the hf extra); native: the project's own blocks "
+        "(worker/model.py); auto: hf where the shape and the installed packages allow.",
+    )
     seeds: int = Field(
         3, ge=2, le=50, description="Quality: paired seeds (each pair shares init and data)."
     )
@@ -79,6 +85,15 @@ class ValidationSettings(BaseModel):
         16, ge=1, le=10_000, description="Quality: held-out batches (of batch_size) per evaluation."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_modes(cls, data: Any) -> Any:
+        """`convergence` and `both` (earlier versions' modes) are quality jobs on the paper's
+        basis, equal LayerTokens (both of them time the steps first)."""
+        if isinstance(data, dict) and data.get("mode") in ("convergence", "both"):
+            data = {**data, "mode": "quality", "basis": data.get("basis", "equal_layer_tokens")}
+        return data
+
 
 class StepTime(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)  # NaN is no measurement: refused
@@ -99,6 +114,9 @@ class StepTime(BaseModel):
 
 
 class ConvergenceResult(BaseModel):
+    """One seed trained to equal LayerTokens: what jobs of earlier versions reported (they
+    still read back); jobs now report `QualityResult`."""
+
     model_config = ConfigDict(allow_inf_nan=False)  # NaN is no measurement: refused
 
     layer_tokens: Count = Field(description="LayerTokens both runs were trained to.")
@@ -157,9 +175,6 @@ class QualityResult(BaseModel):
         description="The smallest difference this job had an 80% chance to call."
     )
     curves: list[QualityCurve] = Field(max_length=200)
-    stopped_early: Annotated[str, Field(max_length=2000)] | None = Field(
-        None, description="Why the job ended before every seed was trained (max_minutes)."
-    )
 
 
 class ValidationResult(BaseModel):
@@ -171,6 +186,11 @@ class ValidationResult(BaseModel):
     gpu_name: Name | None
     torch_version: Name
     dtype: Name
+    implementation: Name | None = Field(
+        None,
+        description="What was measured: 'native' (the project's blocks) or 'hf: <class>' "
+        "(Hugging Face Transformers); None in profile mode.",
+    )
     num_layers: Count | None = Field(
         description="Layers of the model actually measured (L'); None in profile mode."
     )
@@ -218,8 +238,23 @@ class ValidationResult(BaseModel):
     )
     convergence: ConvergenceResult | None = None
     quality: QualityResult | None = None
+    predicted_job_seconds: Annotated[float, Field(ge=0, le=1e8)] | None = Field(
+        None,
+        description="The step-time model's prediction of the job's work (timed steps, training, "
+        "evaluation) on this device, made before it ran: compare with `seconds`.",
+    )
+    stopped_early: Annotated[str, Field(max_length=2000)] | None = Field(
+        None, description="Why the job ended before all its work was done (max_minutes)."
+    )
     device_profile: DeviceProfile | None = Field(
-        None, description="Mode profile: the device measured (the API stores it)."
+        None,
+        description="A profile of this device measured by the job (mode profile, or the first "
+        "job on a device without a cached profile): the API stores it.",
+    )
+    prediction_device_profile: DeviceProfile | None = Field(
+        None,
+        description="The profile the step-time model's predictions used (the report "
+        "draws the measured shape's T(r) by part with it).",
     )
     seconds: Annotated[float, Field(ge=0, le=1e8)] = Field(
         description="Wall-clock seconds the job took."

@@ -1,14 +1,18 @@
-"""The plan's figures: schedule, learning rate against LayerTokens, cumulative compute, cost.
+"""The plan's figures: schedule, learning rate against LayerTokens, cumulative compute, cost,
+the step-time model's T(r) by part, and a quality job's held-out loss against time.
 
 One function draws them (matplotlib, Agg backend, no display): `ltd plan --plot FILE.png` writes
-a PNG, and the report page (`present.report`) embeds the same figure as inline SVG. Import this
-module only to draw: it loads matplotlib.
+a PNG, and the report page (`present.report`) embeds the same figure as inline SVG, with a
+validation job's measurements where one succeeded. A panel is drawn only when it has something
+to show. Import this module only to draw: it loads matplotlib.
 """
 
 from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
+from functools import partial
 
 import matplotlib as mpl
 import numpy as np
@@ -16,8 +20,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from planner.document import Plan
+from planner.projection import device_profile_for, step_shape
 from planner.resolve import Runs
 from planner.run import Run
+from planner.steptime import StepShape
+from planner.steptime_table import StepTimes
+from planner.typed import changed
+from planner.validation import QualityResult, ValidationResult
 
 MAX_POINTS = 2000
 # Figures are built without pyplot (no global figure registry); rcParams are still global, so
@@ -58,21 +67,35 @@ def series(runs: Runs) -> dict[str, dict[str, np.ndarray]]:
 Series = dict[str, np.ndarray]
 
 
-def draw(plan: Plan, runs: Runs) -> Figure:
-    """A 2 x 2 matplotlib figure of the plan, one panel per function below."""
+Panel = Callable[[Axes], None]
+
+
+def draw(plan: Plan, runs: Runs, result: ValidationResult | None = None) -> Figure:
+    """The plan's figure, two panels a row: those below that have something to show."""
     data = series(runs)
     base, ltd = data["baseline"], data["random_ltd"]
-    fig = Figure(figsize=(12, 8), layout="constrained")
-    axes = fig.subplots(2, 2)
+    panels: list[Panel] = [partial(lengths_panel, plan=plan, ltd=ltd)]
+    if "lr" in ltd:
+        panels.append(partial(lr_panel, base=base, ltd=ltd))
+    panels += [
+        partial(compute_panel, base=base, ltd=ltd),
+        partial(cost_panel, plan=plan),
+        partial(step_time_panel, plan=plan, runs=runs, result=result),
+    ]
+    if result is not None and result.quality is not None:
+        panels.append(partial(quality_panel, quality=result.quality))
+    rows = -(-len(panels) // 2)
+    fig = Figure(figsize=(12, 4 * rows), layout="constrained")
+    axes = fig.subplots(rows, 2, squeeze=False).ravel()
     fig.suptitle(
         f"random-LTD plan {plan.id}: {plan.model.name or 'model'}, "
         f"{plan.savings.flops:.1%} FLOPs saved",
         fontsize=12,
     )
-    lengths_panel(axes[0, 0], plan, ltd)
-    lr_panel(axes[0, 1], base, ltd)
-    compute_panel(axes[1, 0], base, ltd)
-    cost_panel(axes[1, 1], plan)
+    for ax, panel in zip(axes, panels, strict=False):
+        panel(ax)
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()  # an odd number of panels: the last cell stays empty
     return fig
 
 
@@ -92,20 +115,9 @@ def lengths_panel(ax: Axes, plan: Plan, ltd: Series) -> None:
 
 def lr_panel(ax: Axes, base: Series, ltd: Series) -> None:
     """Both runs' learning rate against their cumulative LayerTokens."""
-    if "lr" in ltd:
-        ax.plot(base["cumulative_layer_tokens"], base["lr"], label="baseline")
-        ax.plot(ltd["cumulative_layer_tokens"], ltd["lr"], label="random-LTD")
-        ax.legend()
-    else:
-        ax.text(
-            0.5,
-            0.5,
-            "no learning-rate schedule in the request\n(--peak-lr, --decay-tokens)",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-            color="grey",
-        )
+    ax.plot(base["cumulative_layer_tokens"], base["lr"], label="baseline")
+    ax.plot(ltd["cumulative_layer_tokens"], ltd["lr"], label="random-LTD")
+    ax.legend()
     ax.set(
         title="Learning rate against LayerTokens",
         xlabel="cumulative LayerTokens",
@@ -142,15 +154,108 @@ def cost_panel(ax: Axes, plan: Plan) -> None:
     ax.legend()
 
 
+PART_LABELS = {
+    "matmuls": "matmuls",
+    "attention": "attention core",
+    "memory_bound": "memory-bound work",
+    "token_drop": "gather/scatter",
+    "launch_overhead": "launches",
+    "optimizer": "optimizer",
+    "allreduce_exposed": "all-reduce",
+}
+PART_POINTS = 16
+
+
+def _measured_shape(plan: Plan, result: ValidationResult) -> StepShape | None:
+    """The step shape a job measured (its model, micro-batch and accumulation), if it did."""
+    if result.num_layers is None or result.seq_len is None or not result.step_times:
+        return None
+    model = changed(plan.model, num_layers=result.num_layers, seq_len=result.seq_len)
+    return StepShape(
+        model,
+        result.num_ltd_layers or 0,
+        result.micro_batch_size or 1,
+        result.accumulation_steps,
+        num_gpus=1,
+    )
+
+
+def step_time_panel(ax: Axes, plan: Plan, runs: Runs, result: ValidationResult | None) -> None:
+    """The step-time model's T(r) as its stacked parts: for the model a job measured, on the
+    profile its predictions used, with the measured step times on top; else for the plan's
+    own step shape on the plan's profile."""
+    shape, profile = step_shape(runs), device_profile_for(runs.resolved.hardware)
+    measured: list[tuple[int, float]] = []
+    where = f"the plan's step on {profile.device_name} ({profile.dtype})"
+    job_shape = _measured_shape(plan, result) if result else None
+    if result is not None and job_shape is not None and result.prediction_device_profile:
+        shape, profile = job_shape, result.prediction_device_profile
+        S_job = job_shape.model.seq_len
+        measured = [
+            (t.reserved_length, t.step_time_ms)
+            for t in result.step_times
+            if t.seqlen is None or t.seqlen == S_job
+        ]
+        where = (
+            f"the job's step ({job_shape.model.num_layers} layers, S {S_job}) on "
+            f"{profile.device_name} ({profile.dtype})"
+        )
+    S = shape.model.seq_len
+    first = min(int(runs.ltd.reserved[0] * S / runs.resolved.model.seq_len), S)
+    lengths = sorted({int(x) for x in np.linspace(max(first, 1), S, PART_POINTS)})
+    table = StepTimes(shape, profile, np.asarray(lengths))
+    parts = [table.breakdown_s(r) for r in lengths]
+    stacks = [[p[name] * 1e3 for p in parts] for name in PART_LABELS]
+    ax.stackplot(lengths, stacks, labels=list(PART_LABELS.values()), alpha=0.8)
+    if measured:
+        r, ms = zip(*measured, strict=True)
+        ax.plot(r, ms, "ko", label="measured", zorder=3)
+    ax.set(
+        title=f"Step time by part: {where}",
+        xlabel="reserved length r (tokens)",
+        ylabel="ms per optimizer step",
+    )
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def quality_panel(ax: Axes, quality: QualityResult) -> None:
+    """Held-out loss against the time each run was given, the mean of the seeds as a line and
+    their range as a band; the verdict and its interval in the title."""
+    for run, color, label in (("baseline", "tab:blue", "baseline"),
+                              ("random_ltd", "tab:orange", "random-LTD")):  # fmt: skip
+        curves = [c for c in quality.curves if c.run == run]
+        if not curves:
+            continue
+        points = min(len(c.seconds) for c in curves)
+        seconds = np.asarray(curves[0].seconds[:points])
+        losses = np.asarray([c.eval_loss[:points] for c in curves])
+        ax.plot(seconds, losses.mean(axis=0), color=color, label=f"{label} (mean of seeds)")
+        ax.fill_between(seconds, losses.min(axis=0), losses.max(axis=0), color=color, alpha=0.2)
+    lo, hi = quality.difference_ci95
+    verdict = quality.verdict.replace("_", " ")
+    ax.set(
+        title=f"Quality ({quality.basis.replace('_', ' ')}): random-LTD {verdict}, "
+        f"difference {quality.difference_mean:+.4f} [{lo:+.4f}, {hi:+.4f}]",
+        xlabel="seconds of training on the job's device",
+        ylabel="held-out loss",
+    )
+    ax.title.set_fontsize(9)
+    ax.legend()
+
+
 def plot_plan(plan: Plan, runs: Runs, path: str) -> None:
     with _RENDER_LOCK:
         draw(plan, runs).savefig(path, dpi=110)
 
 
-def plan_svg(plan: Plan, runs: Runs) -> str:
-    """The figure as an inline SVG document (no external assets)."""
+def plan_svg(plan: Plan, runs: Runs, result: ValidationResult | None = None) -> str:
+    """The figure as an inline SVG document (no external assets; the same bytes every time)."""
     buf = io.StringIO()
-    with _RENDER_LOCK, mpl.rc_context({"svg.fonttype": "none"}):  # text stays <text>
-        draw(plan, runs).savefig(buf, format="svg", metadata={"Creator": None, "Date": None})
+    # Text stays <text>; ids are salted with the plan id, so the same plan draws the same bytes.
+    with _RENDER_LOCK, mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": plan.id}):
+        draw(plan, runs, result).savefig(
+            buf, format="svg", metadata={"Creator": None, "Date": None}
+        )
     svg = buf.getvalue()
     return svg[svg.index("<svg") :]

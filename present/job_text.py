@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from planner.document import Plan
-from planner.validation import ValidationResult
+from planner.validation import QualityResult, ValidationResult
 from present.text import csv_text, human, markdown_table, pct, rich_table
 
 STEP_HEADERS = (
@@ -43,7 +43,8 @@ def validation_summary(plan: Plan, result: ValidationResult) -> list[tuple[str, 
             "none (a device profile)"
             if result.num_layers is None
             else f"{result.num_layers} layers ({result.num_ltd_layers} dropping), "
-            f"micro-batch {result.micro_batch_size}, S {result.seq_len}",
+            f"micro-batch {result.micro_batch_size}, S {result.seq_len}"
+            + (f", {result.implementation}" if result.implementation else ""),
         ),
         ("scaled down", "; ".join(result.scaled_down) or "nothing"),
         ("measured wall-clock saving", pct(result.measured_wall_clock_saving)),
@@ -57,8 +58,21 @@ def validation_summary(plan: Plan, result: ValidationResult) -> list[tuple[str, 
             else f"{result.peak_memory_bytes / 2**20:,.0f} MiB",
         ),
         ("gather + scatter share", pct(result.gather_scatter_fraction)),
+        (
+            "seconds (step-time model's prediction)",
+            f"{result.seconds:,.1f}"
+            + (
+                f" ({result.predicted_job_seconds:,.1f})"
+                if result.predicted_job_seconds is not None
+                else ""
+            ),
+        ),
     ]
-    if result.convergence is not None:
+    if result.stopped_early:
+        rows.append(("stopped early", result.stopped_early))
+    if result.quality is not None:
+        rows += quality_rows(result.quality)
+    if result.convergence is not None:  # a job of an earlier version
         c = result.convergence
         rows.append(
             (
@@ -68,6 +82,41 @@ def validation_summary(plan: Plan, result: ValidationResult) -> list[tuple[str, 
             )
         )
     return rows
+
+
+def verdict_line(q: QualityResult) -> str:
+    """The quality verdict in a sentence, its interval and what the job could detect."""
+    lo, hi = q.difference_ci95
+    said = {
+        "better": "random-LTD is better",
+        "worse": "random-LTD is worse",
+        "no_detectable_difference": "no detectable difference",
+    }[q.verdict]
+    basis = "at equal time" if q.basis == "equal_time" else "at equal LayerTokens"
+    return (
+        f"Quality {basis}: {said} (held-out loss, random-LTD minus baseline: "
+        f"{q.difference_mean:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}], {len(q.seeds)} paired "
+        f"seeds; the smallest difference this job could detect: {q.detectable_difference:.4f})"
+    )
+
+
+def quality_rows(q: QualityResult) -> list[tuple[str, str]]:
+    """The quality comparison's figures, a row each."""
+
+    def losses(values: list[float]) -> str:
+        return ", ".join(f"{v:.4f}" for v in values)
+
+    return [
+        ("quality verdict", q.verdict.replace("_", " ")),
+        ("baseline eval loss by seed", losses(q.baseline_eval_loss)),
+        ("random-LTD eval loss by seed", losses(q.random_ltd_eval_loss)),
+        (
+            "runs",
+            f"baseline {q.baseline_steps:,} steps in {q.baseline_seconds:,.1f} s, random-LTD "
+            f"{q.random_ltd_steps:,} steps in {q.random_ltd_seconds:,.1f} s; batch "
+            f"{q.batch_size} x S {q.seq_len}; {q.eval_tokens:,} held-out tokens an evaluation",
+        ),
+    ]
 
 
 def calibrated_rows(plan: Plan) -> list[tuple[str, str, str, str]]:
@@ -108,11 +157,13 @@ CAL_HEADERS = ("figure", "baseline", "random-LTD (step-time model)", "random-LTD
 def render_validation(plan: Plan, result: ValidationResult, fmt: str) -> str:
     step_headers = STEP_HEADERS
     summary = validation_summary(plan, result)
+    verdict = [f"**{verdict_line(result.quality)}**", ""] if result.quality else []
     if fmt == "markdown":
         return "\n".join(
             [
                 f"### Validation of plan {plan.id}",
                 "",
+                *verdict,
                 markdown_table(("measurement", "value"), summary),
                 "",
                 markdown_table(step_headers, validation_rows(result)),
@@ -121,6 +172,9 @@ def render_validation(plan: Plan, result: ValidationResult, fmt: str) -> str:
         )
     if fmt == "csv":
         return csv_text(step_headers, validation_rows(result))
-    return rich_table(
-        f"validation of plan {plan.id}", ("measurement", "value"), summary
-    ) + rich_table("step time by reserved length", step_headers, validation_rows(result))
+    head = verdict_line(result.quality) + "\n" if result.quality else ""
+    return (
+        head
+        + rich_table(f"validation of plan {plan.id}", ("measurement", "value"), summary)
+        + rich_table("step time by reserved length", step_headers, validation_rows(result))
+    )

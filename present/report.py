@@ -6,8 +6,10 @@ external asset and works offline.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -24,6 +26,21 @@ def _template() -> jinja2.Template:
         autoescape=jinja2.select_autoescape(["html"]),
     )
     return env.get_template("report.html")
+
+
+def compact_json(value: Any, indent: int = 0) -> str:
+    """JSON with an object's keys one a line and a list of numbers or strings on one line (a
+    DeepSpeed block's 22 layer ids take a line, not 22)."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{pad}  {json.dumps(k)}: {compact_json(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        items = [f"{pad}  {compact_json(v, indent + 1)}" for v in value]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    return json.dumps(value)
 
 
 def render_report(
@@ -45,6 +62,6 @@ def render_report(
         step_rows=job_text.validation_rows(measured) if measured else [],
         step_headers=job_text.STEP_HEADERS,
         projection_note=plan_text.projection_note(plan),
-        svg=plan_svg(plan, runs),
-        deepspeed=plan.deepspeed_config.model_dump_json(indent=2),
+        svg=plan_svg(plan, runs, measured),
+        deepspeed=compact_json(plan.deepspeed_config.model_dump(mode="json")),
     )

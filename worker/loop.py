@@ -264,7 +264,7 @@ def run_worker(
     if run is None:
         from worker.validate import run_validation  # torch loads only when needed
 
-        run = run_validation
+        run = partial(run_validation, profile_cache=get_worker_settings().profile_cache_dir)
     stop = stop or threading.Event()
     worker_id = worker_id or default_worker_id()
     if data_dir is None:

@@ -5,6 +5,8 @@ the values to `run_worker` directly).
 LTD_API_URL          where the worker finds the API (`ltd worker --api` overrides it)
 LTD_WORKER_TOKEN     the API's worker token (`ltd worker --token` overrides it)
 LTD_WORKER_DATA_DIR  the directory a job's `dataset` names a file in; unset: only `stdlib`
+LTD_PROFILE_CACHE_DIR  where this device's measured profile is kept (one file per device, dtype
+                     and torch version); default ~/.cache/ltd-planner/profiles
 
 torchrun's RANK, LOCAL_RANK and WORLD_SIZE are torchrun's to set and `worker.distributed`'s to
 read; they are not settings.
@@ -35,6 +37,12 @@ class WorkerSettings(BaseSettings):
         None,
         description="An existing directory whose files jobs may name as their dataset; unset: "
         "jobs may use only the built-in `stdlib` corpus.",
+    )
+
+    profile_cache_dir: Path = Field(
+        Path.home() / ".cache" / "ltd-planner" / "profiles",
+        description="Where this device's measured profile is kept for the step-time model (one "
+        "file per device, dtype and torch version): measured by the first job, read by the next.",
     )
 
     @field_validator("api_url")

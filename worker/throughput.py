@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from planner.calibration import fit_step_time, measured_saving
+from planner.device import DeviceProfile
 from planner.document import Plan
 from planner.flops import step_flops
 from planner.models import ModelShape
 from planner.resolve import Runs
-from planner.sizing import JobSize, accumulation_steps, composed_pairs, default_reserved_lengths
+from planner.sizing import JobSize, accumulation_steps, measured_points, plan_points
 from planner.steptime import StepShape
 from planner.validation import StepTime, ValidationSettings
 from worker import distributed, measure
@@ -70,29 +71,6 @@ NO_THROUGHPUT: dict[str, Any] = {
     "mfu": None,
     "gather_scatter_fraction": None,
 }
-
-
-def plan_points(runs: Runs, settings: ValidationSettings) -> list[tuple[int, int]]:
-    """The (c, r) pairs to time, in the plan's lengths: the settings' reserved lengths at S;
-    by default, five lengths from min_value to S, or with curriculum learning the pairs its
-    schedule visits. Sorted, so that the full-length step (S, S) comes last."""
-    res = runs.resolved
-    S = res.model.seq_len
-    if settings.reserved_lengths is None and runs.ltd.counters.length_curriculum:
-        return composed_pairs(runs)
-    lengths = settings.reserved_lengths or default_reserved_lengths(res.ltd, S)
-    return sorted({(S, min(r, S)) for r in lengths} | {(S, S)})
-
-
-def measured_points(
-    points: list[tuple[int, int]], S: int, measured_S: int
-) -> list[tuple[int, int]]:
-    """Plan lengths mapped onto the measured (possibly shorter) sequence, keeping n / S."""
-
-    def scaled(n: int) -> int:
-        return max(1, min(measured_S, round(n * measured_S / S)))
-
-    return sorted({(scaled(c), scaled(r)) for c, r in points})
 
 
 def measure_step_times(
@@ -176,13 +154,49 @@ def gather_scatter_fraction(
 
 
 def build(
-    shape: ModelShape, ltd_layer_ids: tuple[int, ...], seed: int, device: torch.device
+    shape: ModelShape,
+    ltd_layer_ids: tuple[int, ...],
+    seed: int,
+    device: torch.device,
+    implementation: str = "native",
 ) -> torch.nn.Module:
-    """The same initialisation on every rank and for every run; then each rank's own drops."""
+    """The model a job measures, the project's own (`native`) or Transformers' (`hf`): the
+    same initialisation on every rank and for every run; then each rank's own drops."""
     torch.manual_seed(seed)
-    model = distributed.wrap(build_model(shape, ltd_layer_ids=ltd_layer_ids).to(device), device)
+    if implementation == "hf":
+        from worker.hf import TransformersModel  # Transformers loads only for an hf job
+
+        model: torch.nn.Module = TransformersModel(shape, ltd_layer_ids)
+    else:
+        model = build_model(shape, ltd_layer_ids=ltd_layer_ids)
+    model = distributed.wrap(model.to(device), device)
     torch.manual_seed(seed + distributed.rank())
     return model
+
+
+def implementation_for(shape: ModelShape, setting: str) -> str:
+    """`hf` or `native` for a job's `implementation` setting: `auto` is hf where Transformers
+    is installed and has the shape's architecture (ValueError: hf asked for and unavailable)."""
+    if setting == "native":
+        return "native"
+    try:
+        from worker.hf import architecture_for
+    except ImportError:
+        if setting == "hf":
+            raise ValueError(
+                "implementation 'hf' needs Hugging Face Transformers on the worker: "
+                'pip install "ltd-planner[hf]"'
+            ) from None
+        return "native"
+    if architecture_for(shape) is None:
+        if setting == "hf":
+            raise ValueError(
+                f"implementation 'hf': no Transformers architecture matches this model "
+                f"({shape.arch}, {shape.position} positions, {shape.activation}, {shape.norm}); "
+                "it times GPT-2, Llama-family and BERT shapes"
+            )
+        return "native"
+    return "hf"
 
 
 def run_throughput(
@@ -196,14 +210,16 @@ def run_throughput(
     settings: ValidationSettings,
     device: torch.device,
     amp_dtype: torch.dtype,
+    profile: DeviceProfile | None,
+    implementation: str,
     progress: Callable[[float], None],
 ) -> Throughput:
     """Time the measured model (`shape`) at the plan's (c, r) pairs, fit T'(c, min(r, c)) in
     the plan's units and integrate it over the plan's schedule; the step-time model predicts
-    the same pairs, integrated alike."""
+    the same pairs on `profile` (rank 0's; None on other ranks), integrated alike."""
     S = runs.resolved.model.seq_len
     points = measured_points(plan_points(runs, settings), S, size.seq_len)
-    model = build(shape, ltd_ids, settings.seed, device)
+    model = build(shape, ltd_ids, settings.seed, device, implementation)
     accumulation = accumulation_steps(plan, size.micro_batch_size)
     times, opt_ms = measure_step_times(
         model,
@@ -224,7 +240,7 @@ def run_throughput(
     step = StepShape(
         shape, len(ltd_ids), size.micro_batch_size, accumulation, num_gpus=distributed.world_size()
     )
-    times, predicted, label = with_predictions(plan, times, points, step, device, amp_dtype)
+    times, predicted, label = with_predictions(profile, times, points, step)
     predicted_fit = fit_step_time(in_plan_units, predicted)
     share = gather_scatter_fraction(
         points,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -33,11 +34,12 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
 
 
 def unwrap(model: nn.Module) -> Transformer:
-    """The model inside a DistributedDataParallel wrapper, or the model itself."""
+    """The model inside a DistributedDataParallel wrapper, or the model itself: the project's
+    `Transformer`, or anything with its interface (`worker.hf.TransformersModel`)."""
     core = getattr(model, "module", model)
-    if not isinstance(core, Transformer):
+    if not all(hasattr(core, name) for name in ("shape", "ltd_layer_ids", "causal")):
         raise TypeError(f"expected a Transformer, or one wrapped in DDP; got {type(core).__name__}")
-    return core
+    return cast(Transformer, core)  # the interface it checked
 
 
 def loss_fn(
@@ -69,18 +71,26 @@ def train_step(
     lr: float,
     amp_dtype: torch.dtype = torch.float32,
     grad_clip: float = 1.0,
+    micro_batch_size: int | None = None,
 ) -> Tensor:
-    """One optimizer step at `reserved_length` and `lr`; returns the loss (not synchronised)."""
+    """One optimizer step at `reserved_length` and `lr` over the batch, accumulated over
+    micro-batches of `micro_batch_size` sequences (default: one); returns the batch's mean
+    loss (not synchronised)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    with autocast(inputs_BS.device, amp_dtype):
-        loss = loss_fn(model, inputs_BS, targets_BS, reserved_length)
-    loss.backward()
+    mb = micro_batch_size or inputs_BS.shape[0]
+    chunks = list(zip(inputs_BS.split(mb), targets_BS.split(mb), strict=True))
+    total = torch.zeros((), device=inputs_BS.device)
+    for inputs_bS, targets_bS in chunks:
+        with autocast(inputs_BS.device, amp_dtype):
+            loss = loss_fn(model, inputs_bS, targets_bS, reserved_length) / len(chunks)
+        loss.backward()
+        total += loss.detach()
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
+    return total
 
 
 def make_optimizer(model: nn.Module, weight_decay: float = 0.1) -> torch.optim.AdamW:
@@ -125,7 +135,12 @@ def run_schedule(run: Run, lr: LRConfig) -> RunSchedule:
 @dataclass
 class TrainLog:
     losses: list[float] = field(default_factory=list)
-    eval_loss: float | None = None
+    evals: list[tuple[int, float]] = field(default_factory=list)  # (steps done, held-out loss)
+
+    @property
+    def eval_loss(self) -> float | None:
+        """The last evaluation's loss (the run's end, where it was evaluated)."""
+        return self.evals[-1][1] if self.evals else None
 
 
 @torch.no_grad()
@@ -139,19 +154,28 @@ def evaluate(
     device: torch.device,
     amp_dtype: torch.dtype,
     seed: int,
+    micro_batch_size: int | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> float:
-    """Mean held-out loss over `num_batches` fixed batches, no dropping."""
+    """Mean held-out loss over `num_batches` fixed batches (the same for every run of one
+    `seed`), no dropping, in micro-batches of `micro_batch_size`."""
     was_training = model.training
     model.eval()
     rng = np.random.default_rng(seed + 1_000_003)
     V = unwrap(model).shape.vocab_size
-    total = 0.0
+    total, count = 0.0, 0
     for _ in range(num_batches):
         inputs, targets = corpus.batch("heldout", batch_size, seq_len, V, rng)
-        with autocast(device, amp_dtype):
-            total += float(loss_fn(model, inputs.to(device), targets.to(device)))
+        mb = micro_batch_size or batch_size
+        for inputs_bS, targets_bS in zip(inputs.split(mb), targets.split(mb), strict=True):
+            with autocast(device, amp_dtype):
+                loss = loss_fn(model, inputs_bS.to(device), targets_bS.to(device))
+            total += float(loss) * len(inputs_bS)
+            count += len(inputs_bS)
+        if progress is not None:
+            progress()
     model.train(was_training)
-    return total / num_batches
+    return total / count
 
 
 def train(
@@ -164,23 +188,41 @@ def train(
     amp_dtype: torch.dtype = torch.float32,
     seed: int = 0,
     eval_batches: int = 4,
+    eval_at: tuple[int, ...] | None = None,
+    eval_seed: int | None = None,
+    micro_batch_size: int | None = None,
     grad_clip: float = 1.0,
     progress: Callable[[float], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
 ) -> TrainLog:
-    """Train `model` through `schedule`, then evaluate it on held-out data."""
+    """Train `model` through `schedule`; evaluate it on held-out data after each step count in
+    `eval_at` (default: at the end). `progress` is called after every step and evaluation
+    batch (the worker stops a run from it: a cancel, a lost lease, max_minutes)."""
     # Setup: optimizer, data stream seeded per run (and per rank under DDP).
     optimizer = make_optimizer(model)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     rng = np.random.default_rng([seed, rank])
     core = unwrap(model)
     S, V = core.shape.seq_len, core.shape.vocab_size
+    evals_at = set(eval_at if eval_at is not None else (schedule.num_steps,))
     log = TrainLog()
+    done = 0.0
+
+    def advance(fraction: float) -> None:
+        if progress is not None:
+            progress(min(fraction, 1.0))
+
+    def held_out() -> float:
+        return evaluate(
+            model, corpus, batch_size=batch_size, seq_len=S, num_batches=eval_batches,
+            device=device, amp_dtype=amp_dtype, seed=seed if eval_seed is None else eval_seed,
+            micro_batch_size=micro_batch_size, progress=lambda: advance(done),
+        )  # fmt: skip
+
     model.train()
+    if 0 in evals_at:
+        log.evals.append((0, held_out()))
     # Steps: reserved length and LR from the planner, one optimizer step each.
     for step, (r, lr) in enumerate(zip(schedule.reserved_lengths, schedule.lrs, strict=True)):
-        if should_stop is not None and should_stop():
-            break
         inputs, targets = corpus.batch("train", batch_size, S, V, rng)
         if schedule.seqlens is not None:  # curriculum learning: sequences cut to c
             c = schedule.seqlens[step]
@@ -194,19 +236,11 @@ def train(
             lr=lr,
             amp_dtype=amp_dtype,
             grad_clip=grad_clip,
+            micro_batch_size=micro_batch_size,
         )
         log.losses.append(float(loss))
-        if progress is not None:
-            progress((step + 1) / schedule.num_steps)
-    # Held-out evaluation, without dropping.
-    log.eval_loss = evaluate(
-        model,
-        corpus,
-        batch_size=batch_size,
-        seq_len=S,
-        num_batches=eval_batches,
-        device=device,
-        amp_dtype=amp_dtype,
-        seed=seed,
-    )
+        done = (step + 1) / schedule.num_steps
+        advance(done)
+        if step + 1 in evals_at:  # held-out evaluation, without dropping
+            log.evals.append((step + 1, held_out()))
     return log

@@ -121,11 +121,14 @@ def url_of(port: int) -> str:
 
 
 def submit(http: httpx.Client, train_steps: int, **request: Any) -> str:
-    """A convergence job on the CPU training `train_steps` steps per run; its id."""
-    body = {
-        "plan_request": tiny_plan_request(**request),
-        "settings": {"mode": "convergence", "train_steps": train_steps, "device": "cpu"},
-    }
+    """A quality job on the CPU, the project's own blocks, 2 seed pairs of `train_steps // 2`
+    steps a run (`train_steps` a run's pair, as a convergence job of earlier versions); its id."""
+    settings = {
+        "mode": "quality", "train_steps": max(1, train_steps // 2), "seeds": 2,
+        "eval_points": 1, "eval_batches": 1, "warmup_steps": 0, "measure_steps": 1,
+        "device": "cpu", "implementation": "native",
+    }  # fmt: skip
+    body = {"plan_request": tiny_plan_request(**request), "settings": settings}
     response = http.post("/v1/jobs", json=body)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
@@ -185,7 +188,7 @@ def test_killed_worker_job_is_finished_once_by_another(procs: Procs) -> None:
         )
         assert job["state"] == "succeeded", job
         assert job["attempts"] == 2 and job["worker_id"] == "w2" and job["error"] is None
-        assert job["result"]["convergence"] is not None
+        assert job["result"]["quality"] is not None
         # The presumed-dead worker's lease cannot report over the finished job.
         stale = worker_post(
             http, f"/jobs/{job_id}/complete", {"lease_id": old_lease, "result": job["result"]}

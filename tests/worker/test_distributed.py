@@ -39,7 +39,7 @@ def _child(rank: int, world: int, port: int, out_dir: str) -> None:
 
     p = plan(tiny_plan_request(train_steps=100))
     settings = ValidationSettings(
-        mode="both", warmup_steps=1, measure_steps=2, train_steps=6, device="cpu"
+        mode="both", warmup_steps=1, measure_steps=2, train_steps=6, seeds=2, device="cpu"
     )
     result = run_validation(p, settings)
     # Replicas must stay equal through training with different drops and data per rank.
@@ -83,5 +83,5 @@ def test_ddp_two_processes_gloo(tmp_path) -> None:
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for r in ranks:
         assert r["world"] == 2 and r["replicas_equal"]
-        assert r["result"]["convergence"]["baseline_steps"] == 6
+        assert r["result"]["quality"]["baseline_steps"] == 6  # "both": quality, equal LayerTokens
     assert ranks[0]["result"]["step_times"] == ranks[1]["result"]["step_times"]

@@ -22,32 +22,31 @@ def test_default_lengths_span_the_schedule() -> None:
     assert len(lengths) == 5 and lengths == sorted(lengths)
 
 
-def test_size_job_scales_layers_then_sequence_and_says_why() -> None:
-    p = plan({"model": "gpt2", "train_batch_size": 8, "train_steps": 100})
-    from planner.presets import get_preset
+def test_size_job_keeps_the_plans_model_where_the_step_time_model_says_it_fits() -> None:
+    from planner.calibration import runs_for_plan
+    from planner.device import builtin_profile
 
-    size = size_job(
-        get_preset("gpt2"),
-        ValidationSettings(),
-        plan_micro_batch_size=1,
-        budget_s=1.0,
-        memory_bytes=2**40,
-        flops_per_s=1e10,
-        step_equivalents=40,
-    )
-    assert size.num_layers == 3 and size.seq_len < 1024
-    assert any("num_layers 12 -> 6" in s for s in size.scaled_down)
-    assert any("seq_len" in s for s in size.scaled_down)
-    assert p.model.num_layers == 12
-    kept = size_job(
-        get_preset("gpt2"),
-        ValidationSettings(num_layers=5),
-        plan_micro_batch_size=1,
-        budget_s=1.0,
-        memory_bytes=2**40,
-        flops_per_s=1e10,
-        step_equivalents=40,
-    )
+    p = plan({"model": "gpt2", "train_batch_size": 8, "train_steps": 100,
+              "hardware": {"num_gpus": 1, "micro_batch_size": 8}})  # fmt: skip
+    runs, a100 = runs_for_plan(p), builtin_profile("a100")
+    settings = ValidationSettings()
+    full = size_job(p.model, runs, settings, plan_micro_batch_size=8, budget_s=540,
+                    memory_bytes=2**40, profile=a100)  # fmt: skip
+    assert (full.num_layers, full.seq_len, full.micro_batch_size) == (12, 1024, 8)
+    assert full.scaled_down == () and full.predicted_seconds > 0
+    # By hand: 5 lengths x 8 timed micro-batches of T(r) each, plus 4 optimizer updates.
+    from planner.sizing import measured_points, plan_points, predict_job_s
+
+    parts = predict_job_s(p.model, 10, 8, measured_points(plan_points(runs, settings), 1024,
+                                                           1024), settings, a100)  # fmt: skip
+    assert full.predicted_seconds == pytest.approx(parts["timing"])
+    third = full.predicted_seconds / 3
+    tight = size_job(p.model, runs, settings, plan_micro_batch_size=8, budget_s=third,
+                     memory_bytes=2**40, profile=a100)  # fmt: skip
+    assert tight.num_layers < 12 and any("num_layers 12 -> 6" in s for s in tight.scaled_down)
+    assert tight.predicted_seconds <= third
+    kept = size_job(p.model, runs, ValidationSettings(num_layers=5), plan_micro_batch_size=8,
+                    budget_s=0.001, memory_bytes=2**40, profile=a100)  # fmt: skip
     assert kept.num_layers == 5  # a size the user set is kept
 
 
@@ -55,8 +54,9 @@ def test_size_job_scales_layers_then_sequence_and_says_why() -> None:
 def test_run_validation_end_to_end_tiny_plan() -> None:
     calls: list[tuple[float, str]] = []
     settings = ValidationSettings(
-        mode="both", warmup_steps=1, measure_steps=2, train_steps=8, device="cpu"
-    )
+        mode="both", warmup_steps=1, measure_steps=2, train_steps=8, seeds=2, eval_points=2,
+        eval_batches=2, device="cpu",
+    )  # fmt: skip
     result = run_validation(tiny_plan(), settings, progress=lambda f, m: calls.append((f, m)))
     assert isinstance(result, ValidationResult)
     ValidationResult.model_validate_json(result.model_dump_json())
@@ -76,9 +76,12 @@ def test_run_validation_end_to_end_tiny_plan() -> None:
     assert result.flops_saving == pytest.approx(tiny_plan().savings.flops)
     assert result.gather_scatter_fraction is not None and result.gather_scatter_fraction >= 0
     assert result.peak_memory_bytes and result.peak_memory_bytes > 0
-    conv = result.convergence
-    assert conv is not None and conv.random_ltd_steps >= conv.baseline_steps == 8
-    assert conv.baseline_eval_loss > 0 and conv.random_ltd_eval_loss > 0
+    assert result.predicted_job_seconds is not None and result.predicted_job_seconds > 0
+    q = result.quality  # "both": quality at equal LayerTokens
+    assert q is not None and q.basis == "equal_layer_tokens" and q.seeds == [0, 1]
+    assert q.random_ltd_steps >= q.baseline_steps == 8
+    assert q.random_ltd_layer_tokens >= q.baseline_layer_tokens
+    assert all(loss > 0 for loss in q.baseline_eval_loss + q.random_ltd_eval_loss)
     fractions = [f for f, _ in calls]
     assert all(0.0 <= f <= 1.0 for f in fractions) and fractions == sorted(fractions)
     assert fractions[-1] == 1.0
@@ -118,7 +121,7 @@ def test_a_composed_plan_is_timed_at_the_c_r_pairs_its_schedule_visits() -> None
 
 
 @pytest.mark.slow
-def test_convergence_trains_the_composed_schedule_with_sequences_cut_to_c() -> None:
+def test_quality_trains_the_composed_schedule_with_sequences_cut_to_c() -> None:
     from planner.sizing import scaled_curriculum
 
     composed = plan(tiny_plan_request(
@@ -129,10 +132,12 @@ def test_convergence_trains_the_composed_schedule_with_sequences_cut_to_c() -> N
     cl = scaled_curriculum(composed, seq_len=64, num_steps=8)
     assert cl is not None and cl.max_difficulty == 64
     assert cl.schedule_config.total_curriculum_step == max(1, round(100 * 8 / 200))
-    settings = ValidationSettings(mode="convergence", train_steps=8, device="cpu")
+    settings = ValidationSettings(
+        mode="convergence", train_steps=8, seeds=2, eval_points=1, eval_batches=2,
+        warmup_steps=0, measure_steps=1, device="cpu",
+    )  # fmt: skip
     result = run_validation(composed, settings)
-    conv = result.convergence
-    assert conv is not None and conv.baseline_eval_loss > 0 and conv.random_ltd_eval_loss > 0
+    q = result.quality
+    assert q is not None and all(loss > 0 for loss in q.baseline_eval_loss)
     # Shorter sequences early: the composed run needs more steps for equal LayerTokens.
-    assert conv.random_ltd_steps > conv.baseline_steps
-    assert result.measured_wall_clock_saving is None  # no throughput in convergence mode
+    assert q.random_ltd_steps > q.baseline_steps

@@ -13,7 +13,9 @@ def test_submit_for_a_stored_plan(client, stored_plan):
     assert job["state"] == "queued"
     assert job["plan_id"] == stored_plan
     assert (job["attempts"], job["max_attempts"], job["progress"]) == (0, 3, 0.0)
-    assert job["settings"]["mode"] == "both" and job["settings"]["seed"] == 3
+    # "both", an earlier version's mode, is a quality job on the paper's basis.
+    assert job["settings"]["mode"] == "quality" and job["settings"]["seed"] == 3
+    assert job["settings"]["basis"] == "equal_layer_tokens"
     assert job["result"] is None and job["started_at"] is None
     assert client.get(f"/v1/jobs/{job['id']}").json() == job
 
