@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.models import DeviceProfileRow, JobRow, JobState, PlanRow
@@ -53,12 +54,19 @@ def new_job_id() -> str:
 
 
 def insert_job(
-    session: Session, *, plan_id: str, settings_json: str, max_attempts: int, now: datetime
+    session: Session,
+    *,
+    plan_id: str,
+    settings_json: str,
+    max_attempts: int,
+    now: datetime,
+    owner: str | None = None,
 ) -> JobRow:
-    """A queued job for a stored plan."""
+    """A queued job for a stored plan, of `owner` (None: submitted to an open service)."""
     job = JobRow(
         id=new_job_id(),
         plan_id=plan_id,
+        owner=owner,
         state=JobState.QUEUED.value,
         settings_json=settings_json,
         attempts=0,
@@ -117,10 +125,13 @@ def list_jobs(
     limit: int,
     offset: int,
     now: datetime,
+    owner: str | None = None,
 ) -> tuple[list[JobRow], int]:
-    """A page of jobs (newest first), optionally in one state as of `now` (`job_state_at`),
-    and how many match in all."""
+    """A page of jobs (newest first), optionally in one state as of `now` (`job_state_at`)
+    and only of one `owner` (None: every owner's), and how many match in all."""
     query, count = select(JobRow), select(func.count()).select_from(JobRow)
+    if owner is not None:
+        query, count = query.where(JobRow.owner == owner), count.where(JobRow.owner == owner)
     if state is not None:
         query, count = query.where(in_state_at(state, now)), count.where(in_state_at(state, now))
     rows = session.scalars(
@@ -156,33 +167,48 @@ def get_device_profile(session: Session, *, profile_id: str) -> DeviceProfileRow
     return session.get(DeviceProfileRow, profile_id)
 
 
-def upsert_device_profile(
+def store_device_profile(
     session: Session, *, profile: DeviceProfile, now: datetime
 ) -> DeviceProfileRow:
-    """Store a profile under its key (device, dtype, torch version); a newer measurement of the
-    same key replaces the old."""
-    row = session.get(DeviceProfileRow, profile.id, with_for_update=True)
-    if row is None:
-        row = DeviceProfileRow(
-            id=profile.id, device_name=profile.device_name, dtype=profile.dtype,
-            torch_version=profile.torch_version, profile_json=profile.model_dump_json(),
-            created_at=now, updated_at=now,
-        )  # fmt: skip
-        session.add(row)
-    else:
-        row.profile_json, row.updated_at = profile.model_dump_json(), now
-    session.flush()
+    """Store a profile under its id, a hash of its content, unless it is stored already: a
+    stored profile never changes (a new measurement has new numbers, so a new id)."""
+    row = session.get(DeviceProfileRow, profile.id)
+    if row is not None:
+        return row
+    row = DeviceProfileRow(
+        id=profile.id, device_name=profile.device_name, dtype=profile.dtype,
+        torch_version=profile.torch_version, profile_json=profile.model_dump_json(),
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+    try:
+        with session.begin_nested():  # the same profile stored by a concurrent request first
+            session.add(row)
+    except IntegrityError:
+        stored = session.get(DeviceProfileRow, profile.id)
+        assert stored is not None
+        return stored
     return row
 
 
 def list_device_profiles(
-    session: Session, *, limit: int, offset: int
+    session: Session,
+    *,
+    limit: int,
+    offset: int,
+    device_name: str | None = None,
+    dtype: str | None = None,
 ) -> tuple[list[DeviceProfileRow], int]:
+    """A page of profiles, the most recently measured first (`updated_at`: when the numbers
+    were stored), optionally of one device name and dtype (the first of those is the latest
+    measurement), and how many match in all."""
+    query, count = select(DeviceProfileRow), select(func.count()).select_from(DeviceProfileRow)
+    wanted = ((DeviceProfileRow.device_name, device_name), (DeviceProfileRow.dtype, dtype))
+    for column, value in wanted:
+        if value is not None:
+            query, count = query.where(column == value), count.where(column == value)
     rows = session.scalars(
-        select(DeviceProfileRow)
-        .order_by(DeviceProfileRow.updated_at.desc(), DeviceProfileRow.id)
+        query.order_by(DeviceProfileRow.updated_at.desc(), DeviceProfileRow.id)
         .limit(limit)
         .offset(offset)
     ).all()
-    count = session.scalar(select(func.count()).select_from(DeviceProfileRow)) or 0
-    return list(rows), count
+    return list(rows), session.scalar(count) or 0

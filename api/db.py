@@ -7,20 +7,30 @@ statement and cannot deadlock on a lock upgrade. PostgreSQL (psycopg 3): plain R
 transactions; the queue takes rows with `FOR UPDATE SKIP LOCKED` (see `api.crud`).
 
 Run the migrations by hand with ``ltd migrate`` (reads LTD_DATABASE_URL); the API also runs
-them at start unless LTD_MIGRATE_ON_START is false.
+them at start unless LTD_MIGRATE_ON_START is false. Concurrent starts are safe: PostgreSQL
+migrates under an advisory lock (`migrations/env.py`), SQLite under the database's own write lock
+(`BEGIN IMMEDIATE`), so a second process waits and then finds the schema current.
+
+Outages: `Database` remembers when this process last found the database unreachable or locked
+(`Availability`), so that leases which ran out meanwhile are not held against their workers
+(`Availability.lapse_at`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -81,13 +91,91 @@ def make_engine(
     return engine
 
 
+MIGRATION_BUSY_TIMEOUT_MS = 120_000  # how long a second migrating process waits (SQLite)
+
+
+def outage_kind(exc: BaseException) -> str | None:
+    """Why the database could not serve, when `exc` says it is unreachable or locked (a
+    refused or lost connection, a connect timeout, SQLite's "database is locked", no free pooled
+    connection): "locked" or "unreachable". None for any other error (a bug of a query)."""
+    if isinstance(exc, PoolTimeoutError):
+        return "unreachable"
+    if isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        text = str(getattr(exc, "orig", exc)).lower()
+        return "locked" if "locked" in text or "busy" in text else "unreachable"
+    return None
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable or locked (`outage_kind`)."""
+    return outage_kind(exc) is not None
+
+
+@dataclass
+class Outage:
+    """When this process first failed to reach (or lock) the database, and when a write next
+    committed (None: not yet)."""
+
+    started_at: datetime
+    ended_at: datetime | None = None
+
+
+class Availability:
+    """This process's view of the database's outages, for the lease rule.
+
+    A worker cannot renew its lease while the database is down, so a lease that ran out during
+    an outage, or within `grace` of its end, says nothing about the worker: until then leases
+    are judged as of the moment the outage began (`lapse_at`), and the worker's next heartbeat
+    renews its lease. A lease that had run out before the outage lapses as ever. An outage
+    starts at the first read or write that fails for want of the database, and ends at the next
+    committed write (SQLite's readers go on while the write lock is held). Per process: each
+    replica judges by the outages it saw itself."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+        self.last: Outage | None = None
+        self._lock = threading.Lock()
+
+    def failed(self) -> None:
+        with self._lock:
+            if self.last is None or self.last.ended_at is not None:
+                self.last = Outage(self.clock())
+
+    def succeeded(self) -> None:
+        with self._lock:
+            if self.last is not None and self.last.ended_at is None:
+                self.last.ended_at = self.clock()
+
+    def lapse_at(self, now: datetime, *, grace_s: float) -> datetime:
+        """The time to judge leases by at `now`: `now`, or the start of an outage that is not
+        yet `grace_s` seconds over."""
+        outage = self.last
+        if outage is None:
+            return now
+        if outage.ended_at is not None and now >= outage.ended_at + timedelta(seconds=grace_s):
+            return now
+        return min(now, outage.started_at)
+
+
 class Database:
     """One engine and its two kinds of transaction: `read()` and `write()`."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 10_000,
+        connect_timeout_s: float | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, busy_timeout_ms=busy_timeout_ms)
+        self.engine = make_engine(
+            url, busy_timeout_ms=busy_timeout_ms, connect_timeout_s=connect_timeout_s
+        )
         self.is_sqlite = is_sqlite(url)
+        self.availability = Availability(clock or (lambda: datetime.now(UTC)))
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
@@ -97,16 +185,28 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (SQLite: deferred, never waits for writers)."""
-        with self._read() as session, session.begin():
-            yield session
+        try:
+            with self._read() as session, session.begin():
+                yield session
+        except Exception as exc:
+            if unavailable(exc):
+                self.availability.failed()
+            raise
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction, committed on exit, rolled back on an exception
-        (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock from the start)."""
+        (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock from the start). A commit ends
+        an outage (`Availability`); a failure to reach or lock the database starts one."""
         try:
             with self._write() as session, session.begin():
                 yield session
+        except Exception as exc:
+            if unavailable(exc):
+                self.availability.failed()
+            raise
+        else:
+            self.availability.succeeded()
         finally:
             with self._generation_lock:
                 self.generation += 1
@@ -123,10 +223,13 @@ def alembic_config() -> Config:
 
 
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (default: the newest schema)."""
-    engine = make_engine(url)
+    """Bring the database at `url` to `revision` (default: the newest schema), in one
+    transaction that holds the database's lock from its first statement (SQLite: `BEGIN
+    IMMEDIATE`; PostgreSQL: an advisory lock), so processes that start together migrate one
+    after the other."""
+    engine = make_engine(url, busy_timeout_ms=MIGRATION_BUSY_TIMEOUT_MS)
     try:
-        with engine.begin() as conn:
+        with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)

@@ -1,5 +1,6 @@
 """Client errors and their JSON form: 404 unknown ids, 409 state conflicts, 422 bad fields;
-and any other error, a bug, as a logged 500.
+503 with Retry-After when the database is unreachable or locked (`database_unavailable`: the
+request did nothing, a retry may succeed); and any other error, a bug, as a logged 500.
 
 Every 422 has FastAPI's shape, `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`, whether
 pydantic rejected the body or the planner did (`planner.PlanInputError`, whose dotted field path
@@ -18,9 +19,12 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from api.db import outage_kind
 from planner import PlanInputError
 from planner.errors import field_loc, split_named
 
@@ -88,6 +92,31 @@ async def _internal(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
+RETRY_AFTER_S = 5  # what a 503 asks a client to wait: about one PostgreSQL connect timeout
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After: the database is unreachable or locked. Logged without the driver's
+    text (it names hosts); the request changed nothing (its transaction never committed)."""
+    why = outage_kind(exc) or "unreachable"
+    log.warning(
+        "%s %s: database %s (%s)", request.method, request.url.path, why, type(exc).__name__
+    )
+    return JSONResponse(
+        {"detail": f"the database is {why}: try again in {RETRY_AFTER_S} s"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
+    """A driver error: 503 when it lost the connection; else a bug, raised on to `_internal`
+    (a logged 500)."""
+    if outage_kind(exc) is None:
+        raise exc
+    return await _database_unavailable(request, exc)
+
+
 async def _not_found(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=404)
 
@@ -124,4 +153,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PlanInputError, _plan_input)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _dbapi_error)
     app.add_exception_handler(Exception, _internal)

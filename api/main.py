@@ -26,9 +26,14 @@ DESCRIPTION = """\
 Plan random-LTD (random and layerwise token dropping) training runs, gate them in CI, and
 validate them on real hardware through GPU workers.
 
-Access: when the service sets `LTD_API_KEYS`, `/v1` endpoints need `Authorization: Bearer <key>`
-or `X-API-Key: <key>`; worker endpoints always need `Authorization: Bearer <LTD_WORKER_TOKEN>`.
-Errors: 422 names the field (`detail[].loc`), 404 unknown ids, 409 state conflicts.
+Access: when the service sets `LTD_API_KEYS` (or `LTD_ADMIN_KEYS`), `/v1` endpoints need
+`Authorization: Bearer <key>` or `X-API-Key: <key>`. A job belongs to the owner of the key that
+submitted it: another key gets 404 for it, and lists only its own; admin keys see and cancel
+every job. Plans and device profiles are shared (a plan is a function of its request; a profile
+id, a hash of its numbers). Worker endpoints always need `Authorization: Bearer
+<LTD_WORKER_TOKEN>`; `/metrics` needs `LTD_METRICS_KEY` when it is set.
+Errors: 422 names the field (`detail[].loc`), 404 unknown ids, 409 state conflicts, 503 with
+`Retry-After` when the database is unreachable or locked (`/healthz` says which).
 """
 
 
@@ -37,7 +42,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     routes read them from `app.state.settings`. `clock` returns aware UTC datetimes (tests)."""
     if settings is None:
         settings = get_settings()
-    db = Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    clock = clock or utcnow
+    db = Database(
+        settings.database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        connect_timeout_s=settings.database_connect_timeout_seconds,
+        clock=clock,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -55,7 +66,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.db = db
     app.state.health = HealthProbe(settings.database_url)
     app.state.cache = ReadCache(db, ttl_s=settings.read_cache_seconds)
-    app.state.clock = clock or utcnow
+    app.state.clock = clock
     app.state.metrics = Metrics()
 
     def openapi() -> dict[str, Any]:

@@ -39,12 +39,20 @@ class Metrics:
         self.queue_depth = Gauge(
             "ltd_queue_depth", "Jobs waiting for a worker.", registry=self.registry
         )
+        self.database_up = Gauge(
+            "ltd_database_up",
+            "1 when the last scrape could read the database, else 0.",
+            registry=self.registry,
+        )
 
-    def render(self, jobs_by_state: dict[JobState, int]) -> bytes:
-        """The Prometheus text exposition, job gauges refreshed from `jobs_by_state`."""
-        for state, n in jobs_by_state.items():
+    def render(self, jobs_by_state: dict[JobState, int] | None) -> bytes:
+        """The Prometheus text exposition, job gauges refreshed from `jobs_by_state` (None: the
+        database did not answer; the gauges keep their last values)."""
+        self.database_up.set(0 if jobs_by_state is None else 1)
+        for state, n in (jobs_by_state or {}).items():
             self.jobs.labels(state=state.value).set(n)
-        self.queue_depth.set(jobs_by_state.get(JobState.QUEUED, 0))
+        if jobs_by_state is not None:
+            self.queue_depth.set(jobs_by_state.get(JobState.QUEUED, 0))
         return generate_latest(self.registry)
 
 

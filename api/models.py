@@ -13,7 +13,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from wire.jobs import JobState
-from wire.limits import ID_CHARS, LEASE_ID_CHARS, WORKER_ID_CHARS
+from wire.limits import ID_CHARS, LEASE_ID_CHARS, OWNER_CHARS, WORKER_ID_CHARS
 
 __all__ = ["Base", "DeviceProfileRow", "JobRow", "JobState", "PlanRow", "UTCDateTime"]
 
@@ -54,10 +54,18 @@ class JobRow(Base):
     """A validation job of a plan; the lease columns belong to the worker holding it."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_state_created", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_state_created", "state", "created_at"),
+        Index("ix_jobs_owner_created", "owner", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
     plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"), index=True)
+    owner: Mapped[str | None] = mapped_column(
+        String(OWNER_CHARS),
+        doc="The owner of the key that submitted it (api.settings.ApiKey); None: submitted "
+        "while the service had no keys.",
+    )
     state: Mapped[str] = mapped_column(String(16), doc="A JobState value.")
     settings_json: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0, doc="Claims counted so far.")
@@ -76,10 +84,14 @@ class JobRow(Base):
 
 
 class DeviceProfileRow(Base):
-    """A measured device profile, keyed by device name, dtype and torch version
-    (`planner.device.DeviceProfile.id`); a newer measurement of the same key replaces it."""
+    """A measured device profile, keyed by a hash of its content
+    (`planner.device.DeviceProfile.id`): never changed once stored, so an id always means the
+    same numbers; a new measurement is a new row. Rows stored before revision 0003 keep the id
+    they had (a hash of device name, dtype and torch version) and the numbers last stored under
+    it."""
 
     __tablename__ = "device_profiles"
+    __table_args__ = (Index("ix_device_profiles_latest", "device_name", "dtype", "updated_at"),)
 
     id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
     device_name: Mapped[str] = mapped_column(String(200))

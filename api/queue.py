@@ -11,6 +11,9 @@ never wait for each other's rows nor take the same one; SQLite ignores the claus
 `BEGIN IMMEDIATE` transactions (`api.db.Database.write`) serialise claims instead.
 
 Times are aware UTC datetimes passed in by the caller (`now`), so tests control the clock.
+Leases are judged as of `lapse_at` (default `now`): the API passes the start of a database outage
+that ended less than a lease ago (`api.db.Availability`), so a lease that ran out while its
+worker could not reach the database is not held against it: its next heartbeat renews it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqlalchemy.orm import Session
 from api import crud
 from api.errors import ConflictError, NotFoundError
 from api.models import JobRow
-from wire.jobs import JobPublic, JobState
+from wire.jobs import JobState, JobSummary
 from wire.limits import ERROR_CHARS
 
 RUNNING = JobState.RUNNING.value
@@ -51,10 +54,10 @@ def _finish(job: JobRow, state: JobState, *, now: datetime, error: str | None = 
     job.updated_at = now
 
 
-def lease_lapse(job: JobRow | JobPublic, *, now: datetime) -> dict[str, Any] | None:
+def lease_lapse(job: JobRow | JobSummary, *, now: datetime) -> dict[str, Any] | None:
     """What a running job whose lease ran out by `now` becomes: requeued (its progress and
     worker cleared), or failed when its attempts are spent; None for any other job. Claims and
-    writes apply it (`expire_leases`); reads show it without writing (`api.service.job_public`),
+    writes apply it (`expire_leases`); reads show it without writing (`StoredJob.at`),
     so a GET never writes and never disagrees with the next claim (`crud.job_state_at` is
     the same rule in SQL, for filters and counts)."""
     if job.state != RUNNING or job.lease_expires_at is None or job.lease_expires_at > now:
@@ -94,10 +97,15 @@ def expire_leases(session: Session, *, now: datetime) -> int:
 
 
 def claim_next_job(
-    session: Session, *, worker_id: str, now: datetime, lease_seconds: float
+    session: Session,
+    *,
+    worker_id: str,
+    now: datetime,
+    lease_seconds: float,
+    lapse_at: datetime | None = None,
 ) -> JobRow | None:
     """Claim the oldest queued job for `worker_id`: running, attempts + 1, a fresh lease."""
-    expire_leases(session, now=now)
+    expire_leases(session, now=lapse_at or now)
     job = session.scalars(
         select(JobRow)
         .where(JobRow.state == QUEUED)
@@ -134,7 +142,8 @@ def _same_lease(job: JobRow, lease_id: str) -> bool:
 
 
 def _leased_job(session: Session, *, job_id: str, lease_id: str, now: datetime) -> JobRow:
-    """The running job that `lease_id` currently holds, or ConflictError."""
+    """The running job that `lease_id` currently holds as of `now` (a `lapse_at`), or
+    ConflictError."""
     job = _job(session, job_id)
     if not _same_lease(job, lease_id):
         raise ConflictError(
@@ -158,13 +167,14 @@ def heartbeat(
     message: str | None,
     now: datetime,
     lease_seconds: float,
+    lapse_at: datetime | None = None,
 ) -> JobRow:
     """Renew the lease and record progress (a fraction, 0..1). A job cancelled while running is
     returned unchanged: the caller tells the worker to stop."""
     job = _job(session, job_id)
     if job.state == JobState.CANCELLED.value and _same_lease(job, lease_id):
         return job
-    job = _leased_job(session, job_id=job_id, lease_id=lease_id, now=now)
+    job = _leased_job(session, job_id=job_id, lease_id=lease_id, now=lapse_at or now)
     job.progress = progress
     job.progress_message = message
     job.lease_expires_at = now + timedelta(seconds=lease_seconds)
@@ -173,10 +183,16 @@ def heartbeat(
 
 
 def complete(
-    session: Session, *, job_id: str, lease_id: str, result_json: str, now: datetime
+    session: Session,
+    *,
+    job_id: str,
+    lease_id: str,
+    result_json: str,
+    now: datetime,
+    lapse_at: datetime | None = None,
 ) -> JobRow:
     """Store the result of a running job: succeeded."""
-    job = _leased_job(session, job_id=job_id, lease_id=lease_id, now=now)
+    job = _leased_job(session, job_id=job_id, lease_id=lease_id, now=lapse_at or now)
     job.result_json = result_json
     job.progress = 1.0
     _finish(job, JobState.SUCCEEDED, now=now)
@@ -184,10 +200,17 @@ def complete(
 
 
 def fail(
-    session: Session, *, job_id: str, lease_id: str, error: str, retryable: bool, now: datetime
+    session: Session,
+    *,
+    job_id: str,
+    lease_id: str,
+    error: str,
+    retryable: bool,
+    now: datetime,
+    lapse_at: datetime | None = None,
 ) -> JobRow:
     """A running job failed: back to the queue if retryable with attempts left, else failed."""
-    job = _leased_job(session, job_id=job_id, lease_id=lease_id, now=now)
+    job = _leased_job(session, job_id=job_id, lease_id=lease_id, now=lapse_at or now)
     if retryable and job.attempts < job.max_attempts:
         _requeue(job, now=now)
         job.error = error
@@ -197,9 +220,16 @@ def fail(
     return job
 
 
-def release(session: Session, *, job_id: str, lease_id: str, now: datetime) -> JobRow:
+def release(
+    session: Session,
+    *,
+    job_id: str,
+    lease_id: str,
+    now: datetime,
+    lapse_at: datetime | None = None,
+) -> JobRow:
     """A worker gives a running job back (e.g. shutting down): queued, its attempt uncounted."""
-    job = _leased_job(session, job_id=job_id, lease_id=lease_id, now=now)
+    job = _leased_job(session, job_id=job_id, lease_id=lease_id, now=lapse_at or now)
     _requeue(job, now=now)
     job.attempts = max(0, job.attempts - 1)
     return job

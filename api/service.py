@@ -13,14 +13,14 @@ from sqlalchemy.exc import IntegrityError
 
 from api import crud, queue
 from api.db import Database
+from api.documents import StoredJob, stored_job
 from api.errors import FieldError, NotFoundError, plan_input_error
-from api.models import DeviceProfileRow, JobRow
+from api.models import JobRow
 from planner import Plan, PlanInputError, PlanRequest, plan, resolve
 from planner.calibration import calibrate
 from planner.device import DeviceProfile
 from planner.validation import ValidationResult, ValidationSettings
-from wire.jobs import JobPublic, JobState
-from wire.profiles import DeviceProfilePublic
+from wire.jobs import JobPublic
 from wire.worker import ClaimPublic
 
 log = logging.getLogger("api")
@@ -42,24 +42,28 @@ def with_stored_profile(db: Database, request: PlanRequest, *, loc: Sequence[str
     with db.read() as session:
         row = crud.get_device_profile(session, profile_id=profile_id)
         profile_json = row.profile_json if row is not None else None
+    field = [*loc, "hardware", "device_profile"]
     if profile_json is None:
         raise FieldError(
-            [*loc, "hardware", "device_profile"],
-            f"no stored device profile {profile_id!r} (GET /v1/device-profiles lists them)",
+            field, f"no stored device profile {profile_id!r} (GET /v1/device-profiles lists them)"
         )
-    hardware = request.hardware.model_copy(
-        update={"device_profile": DeviceProfile.model_validate_json(profile_json)}
-    )
+    try:
+        profile = DeviceProfile.model_validate_json(profile_json)
+    except ValidationError as exc:  # stored by an earlier version, whose bounds were wider
+        raise FieldError(
+            field,
+            f"the stored device profile {profile_id!r} no longer reads ({_first_error(exc)}): "
+            "an earlier version stored it; measure the device again (ltd profile) and name "
+            "the new profile",
+        ) from None
+    hardware = request.hardware.model_copy(update={"device_profile": profile})
     return request.model_copy(update={"hardware": hardware})
 
 
-def device_profile_public(row: DeviceProfileRow) -> DeviceProfilePublic:
-    return DeviceProfilePublic(
-        id=row.id,
-        profile=DeviceProfile.model_validate_json(row.profile_json),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+def _first_error(exc: ValidationError) -> str:
+    """A ValidationError's first complaint, without the input (it may be long)."""
+    error = exc.errors(include_input=False, include_url=False)[0]
+    return f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
 
 
 def plan_id_of(request: PlanRequest, *, loc: Sequence[str]) -> str:
@@ -119,51 +123,32 @@ def stored_plan(db: Database, plan_id: str) -> str:
     return stored
 
 
-def job_public(job: JobRow, *, now: datetime | None = None) -> JobPublic:
-    """A job as clients see it; with `now`, a lease that ran out shows as its outcome
-    (`queue.lease_lapse`) without writing it."""
-    public = JobPublic(
-        id=job.id,
-        plan_id=job.plan_id,
-        state=JobState(job.state),
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        progress=job.progress,
-        progress_message=job.progress_message,
-        settings=ValidationSettings.model_validate_json(job.settings_json),
-        result=(ValidationResult.model_validate_json(job.result_json) if job.result_json else None),
-        error=job.error,
-        worker_id=job.worker_id,
-        lease_expires_at=job.lease_expires_at,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        updated_at=job.updated_at,
+def claimed_job(job: JobRow) -> JobPublic:
+    """A job as a worker runs it: its documents read with today's models (a ValidationError
+    when one no longer reads)."""
+    stored = stored_job(job)
+    return JobPublic(
+        **stored.summary.model_dump(),
+        settings=ValidationSettings.model_validate_json(stored.settings_json),
+        result=None,  # a claimed job has none yet
     )
-    return public if now is None else job_at(public, now=now)
-
-
-def job_at(public: JobPublic, *, now: datetime) -> JobPublic:
-    """`public` as of `now`: a lease that ran out shows as its outcome (`queue.lease_lapse`)."""
-    lapse = queue.lease_lapse(public, now=now)
-    if lapse is None:
-        return public
-    lapse.pop("lease_id", None)
-    lapse["state"] = JobState(lapse["state"])
-    return public.model_copy(update=lapse)
 
 
 def claim_job(
-    db: Database, *, worker_id: str, now: datetime, lease_seconds: float
+    db: Database, *, worker_id: str, now: datetime, lease_seconds: float, lapse_at: datetime
 ) -> ClaimPublic | None:
     """The oldest queued job, claimed for `worker_id` under a fresh lease with its plan, or None
-    when none waits. A job whose stored plan or settings no longer read (stored by an older
-    version) fails with the reason, and the next job is claimed: one bad row never stalls the
-    queue."""
+    when none waits; leases are judged as of `lapse_at` (`api.db.Availability`). A job whose
+    stored plan or settings no longer read (stored by an older version) fails with the reason,
+    and the next job is claimed: one bad row never stalls the queue."""
     with db.write() as session:
         while True:
             job = queue.claim_next_job(
-                session, worker_id=worker_id, now=now, lease_seconds=lease_seconds
+                session,
+                worker_id=worker_id,
+                now=now,
+                lease_seconds=lease_seconds,
+                lapse_at=lapse_at,
             )
             if job is None:
                 return None
@@ -171,7 +156,7 @@ def claim_job(
             assert plan_json is not None and job.lease_id and job.lease_expires_at
             try:
                 return ClaimPublic(
-                    job=job_public(job),
+                    job=claimed_job(job),
                     plan=Plan.model_validate_json(plan_json),
                     lease_id=job.lease_id,
                     lease_expires_at=job.lease_expires_at,
@@ -180,17 +165,22 @@ def claim_job(
                 queue.fail_unreadable(job, f"stored plan or settings unreadable: {exc}", now=now)
 
 
-def find_job(db: Database, job_id: str) -> JobPublic | None:
+def find_job(db: Database, job_id: str) -> StoredJob | None:
     """A stored job as stored (no lease view), or None."""
     with db.read() as session:
         job = crud.get_job(session, job_id=job_id)
-        return job_public(job) if job is not None else None
+        return stored_job(job) if job is not None else None
 
 
 def calibrated_plan_json(plan_json: str, result: ValidationResult, job_id: str) -> str | None:
     """The plan document with its `calibrated` projection from a job's result, or None when the
-    result cannot calibrate this plan (logged; the job still succeeds)."""
-    document = Plan.model_validate_json(plan_json)
+    result cannot calibrate this plan, or the plan no longer reads (logged; the job still
+    succeeds)."""
+    try:
+        document = Plan.model_validate_json(plan_json)
+    except ValidationError as exc:
+        log.warning("job %s: its stored plan no longer reads: %s", job_id, _first_error(exc))
+        return None
     try:
         calibrated = calibrate(document, result, job_id=job_id)
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
@@ -200,13 +190,24 @@ def calibrated_plan_json(plan_json: str, result: ValidationResult, job_id: str) 
 
 
 def complete_job(
-    db: Database, *, job_id: str, lease_id: str, result: ValidationResult, now: datetime
-) -> JobPublic:
+    db: Database,
+    *,
+    job_id: str,
+    lease_id: str,
+    result: ValidationResult,
+    now: datetime,
+    lapse_at: datetime,
+) -> StoredJob:
     """Store a job's result, and in the same transaction calibrate its plan (a throughput
     measurement) or store the device profile it measured (mode "profile")."""
     with db.write() as session:
         job = queue.complete(
-            session, job_id=job_id, lease_id=lease_id, now=now, result_json=result.model_dump_json()
+            session,
+            job_id=job_id,
+            lease_id=lease_id,
+            now=now,
+            lapse_at=lapse_at,
+            result_json=result.model_dump_json(),
         )
         if result.measured_wall_clock_saving is not None:
             plan_json = crud.get_plan_json(session, plan_id=job.plan_id)
@@ -215,5 +216,5 @@ def complete_job(
             if updated is not None:
                 crud.set_plan_json(session, plan_id=job.plan_id, plan_json=updated)
         if result.device_profile is not None:
-            crud.upsert_device_profile(session, profile=result.device_profile, now=now)
-        return job_public(job)
+            crud.store_device_profile(session, profile=result.device_profile, now=now)
+        return stored_job(job)

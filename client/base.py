@@ -156,7 +156,7 @@ def _checked(response: httpx.Response, where: str) -> httpx.Response:
     status = response.status_code
     if status < 400:
         return response
-    text = response.text[:300]
+    text = " ".join(response.text[:300].split())  # one line: a proxy's page is a log line
     try:
         detail = response.json().get("detail")
     except (ValueError, AttributeError):

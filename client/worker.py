@@ -8,9 +8,19 @@ workers"), in the wire models of `wire.worker`:
     release(job_id, lease_id)                ReleaseRequest    -> JobPublic
 
 Every request carries `Authorization: Bearer <worker token>` (`client.base.ApiClient`). Failures
-are sorted for the loop: `ApiUnavailableError` (no connection, a timeout, a 5xx: try again
-later), `LeaseLostError` (409 or 404: the job is no longer ours, abandon it), `WorkerAuthError`
-(401/403, or 503 because the API has no worker token: retrying will not help).
+are sorted for the loop by who answered, not by the URL (every worker URL holds `/v1/worker/`):
+
+    ApiUnavailableError  transient: retry with back-off and jitter, never a credential or lease
+                         error. No connection, a timeout, a dropped connection; any 5xx (502,
+                         503, 504 from a load balancer or proxy, the API's own 503 when its
+                         database is down); 408 and 429 (a proxy's "not now").
+    WorkerAuthError      stop: 401/403 (the token was refused), or the API's own 503 saying the
+                         service has no worker token (`service_has_no_worker_token`: a JSON body
+                         whose `detail` begins "worker endpoints are disabled", as
+                         `api.deps.require_worker_token` answers; no proxy sends that).
+    LeaseLostError       stop: 409 (the lease is not current) or 404: the job is no longer ours.
+    ApiInputError        the request itself is wrong (400, 413, 422, ...): sending it again
+                         changes nothing; a result refused so fails its job with the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +28,14 @@ from __future__ import annotations
 import httpx
 from pydantic import BaseModel
 
-from client.base import ApiAuthError, ApiClient, ApiRefusedError, ApiUnavailableError
+from client.base import (
+    ApiAuthError,
+    ApiClient,
+    ApiError,
+    ApiInputError,
+    ApiRefusedError,
+    ApiUnavailableError,
+)
 from planner.validation import ValidationResult
 from wire.jobs import JobPublic
 from wire.worker import (
@@ -34,7 +51,27 @@ from wire.worker import (
 LeaseLostError = ApiRefusedError  # the API refused a report under this lease, or forgot the job
 WorkerAuthError = ApiAuthError
 
-__all__ = ["ApiUnavailableError", "LeaseLostError", "WorkerAuthError", "WorkerClient"]
+# What `api.deps.require_worker_token` answers (503) when the service has no LTD_WORKER_TOKEN.
+WORKER_ENDPOINTS_OFF = "worker endpoints are disabled"
+# 4xx statuses that a proxy or load balancer answers for "not now" (request timeout, rate limit).
+TRANSIENT_4XX = frozenset({408, 429})
+
+__all__ = [
+    "ApiInputError",
+    "ApiUnavailableError",
+    "LeaseLostError",
+    "WorkerAuthError",
+    "WorkerClient",
+    "service_has_no_worker_token",
+]
+
+
+def service_has_no_worker_token(exc: ApiError) -> bool:
+    """True only for the API's own 503 on a worker endpoint of a service without a worker token:
+    its JSON `detail` says so. Any other 503 (a load balancer during a rolling restart, uvicorn's
+    `--limit-concurrency`, a proxy, the API's database down) is transient."""
+    detail = exc.detail
+    return exc.status == 503 and isinstance(detail, str) and detail.startswith(WORKER_ENDPOINTS_OFF)
 
 
 class WorkerClient(ApiClient):
@@ -46,11 +83,16 @@ class WorkerClient(ApiClient):
         super().__init__(api_url, token, transport=transport)
 
     def _post(self, path: str, body: BaseModel) -> httpx.Response:
+        """POST with the failures sorted as the module says."""
         try:
             return self.post(path, body)
         except ApiUnavailableError as exc:
-            if exc.status == 503 and "worker" in str(exc):  # the API has no worker token set
-                raise WorkerAuthError(str(exc), status=503) from exc
+            if service_has_no_worker_token(exc):
+                raise WorkerAuthError(str(exc), status=503, detail=exc.detail) from exc
+            raise
+        except ApiInputError as exc:
+            if exc.status in TRANSIENT_4XX:
+                raise ApiUnavailableError(str(exc), status=exc.status, detail=exc.detail) from exc
             raise
 
     def claim(self, worker_id: str) -> ClaimPublic | None:

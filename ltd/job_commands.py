@@ -46,7 +46,7 @@ def progress_bar(label: str) -> Iterator[Callable[[float, str], None]]:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ltd.serve import serve
 
-    serve(args.host, args.port, with_worker=args.with_worker)
+    serve(args.host, args.port, with_worker=args.with_worker, insecure_open=args.insecure_open)
     return 0
 
 
@@ -183,6 +183,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--with-worker", action="store_true", help="also run a local worker")
+    p.add_argument(
+        "--insecure-open",
+        action="store_true",
+        help="listen beyond loopback without LTD_API_KEYS: anyone who reaches the port can read "
+        "and cancel every job (refused without this flag)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="bring the database (LTD_DATABASE_URL) to the schema")

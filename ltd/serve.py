@@ -21,6 +21,7 @@ import threading
 
 from pydantic import SecretStr
 
+from api.server import check_exposure
 from api.server import serve as serve_api
 from api.settings import get_settings
 
@@ -84,13 +85,21 @@ class LocalWorker:
         return None if proc is None else stop_worker(proc)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, *, with_worker: bool = False) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    with_worker: bool = False,
+    insecure_open: bool = False,
+) -> None:
     """Run the service until SIGINT/SIGTERM (then return: exit 0); `with_worker` adds a local
-    worker, under the configured worker token or one generated for this run."""
+    worker, under the configured worker token or one generated for this run. Beyond loopback
+    without keys it refuses to start (exit 2) unless `insecure_open` (`api.server`)."""
     settings = get_settings()
     if not with_worker:
-        serve_api(host, port, settings=settings)
+        serve_api(host, port, settings=settings, insecure_open=insecure_open)
         return
+    check_exposure(host, settings, insecure_open=insecure_open)  # before a worker is made
     configured = settings.worker_token
     token = configured.get_secret_value() if configured else secrets.token_urlsafe(32)
     worker = LocalWorker(local_api_url(host, port), token)
@@ -100,6 +109,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, with_worker: bool = Fals
             port,
             settings=settings.model_copy(update={"worker_token": SecretStr(token)}),
             on_listening=worker.start,
+            insecure_open=insecure_open,
         )
     finally:
         worker.stop()

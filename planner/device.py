@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import math
 from functools import cache, cached_property
 from typing import Annotated, Literal
@@ -39,6 +40,7 @@ class LogGrids:
         self.attention = np.log(np.asarray(p.attention_tflops, dtype=np.float64) * 1e12)
 
 
+Dtype = Literal["bfloat16", "float16", "float32"]  # a profile's compute dtype
 GridSize = Annotated[int, Field(ge=1, le=2**40)]
 Rate = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
 
@@ -50,7 +52,7 @@ class DeviceProfile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     device_name: str = Field(max_length=200, description="e.g. 'NVIDIA H100 80GB HBM3', 'cpu'.")
-    dtype: Literal["bfloat16", "float16", "float32"] = Field(description="Compute dtype.")
+    dtype: Dtype = Field(description="Compute dtype.")
     torch_version: str | None = Field(None, max_length=64, description="None: built in.")
     source: str = Field(max_length=2000, description="Where the numbers come from.")
     peak_tflops: float | None = Field(None, gt=0, le=1e6, description="Dense peak; None: CPU.")
@@ -120,11 +122,15 @@ class DeviceProfile(BaseModel):
         """The grids in log space, computed once (after validation: they are sound)."""
         return LogGrids(self)
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """Stored profiles are keyed by device name, dtype and torch version."""
-        key = f"{self.device_name}|{self.dtype}|{self.torch_version or 'built-in'}"
-        return "dp_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        """A hash of the profile's content: an id always means the same numbers, and a new
+        measurement (of the same device too) gets a new id. Fields left unset (None) are not
+        hashed, so a field added later with a None default leaves every stored id as it was.
+        Plans never hash it: a plan id hashes the profile itself (`planner.resolve`)."""
+        content = self.model_dump(mode="json", exclude_none=True)
+        blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return "dp_" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def matmul_flops_per_s(self, rows: np.ndarray, width: float) -> np.ndarray:
         """Achieved FLOP/s of a GEMM with `rows` rows and inner/outer width `width` (for a

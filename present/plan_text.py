@@ -78,6 +78,11 @@ def curriculum_note(p: Plan) -> str:
 def projection_note(p: Plan) -> str:
     """How the wall-clock figures were projected, under the table."""
     pr = p.projection
+    if pr.method == "flops":  # a plan the first release stored (api/migrations, 0004)
+        return (
+            f"wall-clock: baseline at MFU {p.hardware.mfu:.0%}; random-LTD by the FLOPs ratio "
+            "(a plan stored before the step-time model)"
+        )
     times = ", ".join(f"{n}: {ms:,.1f} ms" for n, ms in pr.step_time_ms.items())
     profile = pr.device_profile.split(":")[0]
     return (

@@ -55,6 +55,15 @@ def test_worker_reserves_an_nvidia_gpu() -> None:
 
 def test_secrets_are_required_not_defaulted() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
-    for secret in ("POSTGRES_PASSWORD", "LTD_WORKER_TOKEN"):
+    for secret in ("POSTGRES_PASSWORD", "LTD_WORKER_TOKEN", "LTD_API_KEYS"):
         uses = re.findall(r"\$\{" + secret + r"([^}]*)\}", text)
         assert uses and all(u.startswith(":?") for u in uses), (secret, uses)
+
+
+def test_the_api_listens_beyond_loopback_only_with_its_keys() -> None:
+    """`ltd serve --host 0.0.0.0` refuses to start without keys: compose requires them, and
+    never opens the service with --insecure-open."""
+    api = COMPOSE["services"]["api"]
+    args = build_parser().parse_args(api["command"][1:])
+    assert args.host == "0.0.0.0" and not args.insecure_open
+    assert api["environment"]["LTD_API_KEYS"].startswith("${LTD_API_KEYS:?")

@@ -41,18 +41,22 @@ class JobState(enum.StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
-class JobPublic(BaseModel):
-    """A validation job as clients see it (the lease id stays with the worker)."""
+class JobSummary(BaseModel):
+    """A validation job but its two documents (settings, result): what the API reads from a
+    job's columns (the lease id stays with the worker)."""
 
     id: str
     plan_id: str
+    owner: str | None = Field(
+        None,
+        description="The owner of the API key that submitted it (a name of LTD_API_KEYS); "
+        "None: submitted while the service had no keys.",
+    )
     state: JobState
     attempts: int = Field(description="Claims so far (a released claim is not counted).")
     max_attempts: int
     progress: float = Field(description="Fraction done, 0..1, as the worker last reported.")
     progress_message: str | None
-    settings: ValidationSettings
-    result: ValidationResult | None
     error: str | None
     worker_id: str | None
     lease_expires_at: datetime | None
@@ -60,6 +64,15 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+
+
+class JobPublic(JobSummary):
+    """A validation job as clients see it (the lease id stays with the worker). Only its owner
+    and admin keys see it; a job an earlier version stored shows its settings and result as
+    that version wrote them."""
+
+    settings: ValidationSettings
+    result: ValidationResult | None
 
 
 class JobCreate(BaseModel):

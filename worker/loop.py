@@ -1,10 +1,19 @@
 """`run_worker(api_url, token)`: claim a job, run it with heartbeats, report; again.
 
-While a job runs, a background thread heartbeats every few seconds with the latest progress. The
-run stops (at its next progress report) when the API says the job was cancelled (nothing is
-reported), when the lease is lost (409: the job is abandoned), or on SIGTERM (the job is released,
-then the worker exits). When the API cannot be reached the worker retries with exponential
-back-off, up to `MAX_BACKOFF_S` between tries.
+While a job runs, a background thread heartbeats every few seconds with the latest progress; each
+answer extends the lease, and the worker keeps its new expiry. The run stops (at its next
+progress report) when the API says the job was cancelled (nothing is reported), when the lease
+is lost (409: the job is abandoned) or the token refused, or on SIGTERM (the job is released,
+then the worker exits).
+
+Failures are sorted as `client.worker` sorts them. A transient one (a 502, 503 or 504, a
+timeout, a refused connection) never stops anything: a claim is retried with exponential
+back-off and jitter, up to `MAX_BACKOFF_S` between tries (an idle worker polls on through any
+outage); a heartbeat is retried sooner than its interval; a final report (complete, fail,
+release) until the lease, as the last heartbeat extended it, runs out, or until SIGTERM. Only
+the API's own answers stop: 401/403 (and its 503 "worker endpoints are disabled") end the worker,
+409 abandons the job. A result the API refuses as a request (413, 422) fails the job with the
+reason instead of running it again.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from client.base import ApiError
-from client.worker import ApiUnavailableError, WorkerClient
+from client.worker import ApiInputError, ApiUnavailableError, WorkerClient
 from planner.document import Plan
 from planner.validation import ValidationResult, ValidationSettings
 from wire.jobs import JobState
@@ -53,14 +62,32 @@ class JobInterruptedError(Exception):
         self.reason = reason
 
 
+def monotonic_deadline(expires_at: datetime) -> float:
+    """The API's `expires_at` on this process's monotonic clock: the seconds left by the wall
+    clock now, converted once (later jumps of the wall clock move nothing)."""
+    return time.monotonic() + (expires_at - datetime.now(UTC)).total_seconds()
+
+
 class RunningJob:
     """What the run thread and the heartbeat thread share about the job in hand."""
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event, lease_expires_at: datetime) -> None:
         self.lock = threading.Lock()
         self.progress, self.message = 0.0, "claimed"
+        self.lease_deadline = monotonic_deadline(lease_expires_at)  # monotonic seconds
         self.cancelled, self.lease_lost = threading.Event(), threading.Event()
         self.done, self.stop = threading.Event(), stop
+
+    def extend(self, lease_expires_at: datetime) -> None:
+        """A heartbeat's answer: the lease now runs until `lease_expires_at`."""
+        deadline = monotonic_deadline(lease_expires_at)
+        with self.lock:
+            self.lease_deadline = deadline
+
+    def deadline(self) -> float:
+        """When the current lease runs out, on the monotonic clock."""
+        with self.lock:
+            return self.lease_deadline
 
     def report(self, fraction: float, message: str) -> None:
         """The run's progress callback: remember the latest, and stop the run if asked."""
@@ -82,21 +109,30 @@ class RunningJob:
 def _heartbeat_loop(
     api_url: str, token: str, claim: ClaimPublic, state: RunningJob, interval_s: float
 ) -> None:
-    """Heartbeat until the job is done; flag cancellation, or a lost lease on any refusal of
-    the lease or of the credentials (the run stops at its next progress report, and the job is
-    not run twice)."""
+    """Heartbeat until the job is done, keeping each answer's lease expiry; flag cancellation,
+    or a lost lease on any refusal of the lease or of the credentials (the run stops at its next
+    progress report, and the job is not run twice). A transient failure keeps the run going
+    and is retried with back-off, sooner than the interval, while the lease still holds."""
+    failures, wait_s = 0, interval_s
     with WorkerClient(api_url, token) as client:
-        while not state.done.wait(interval_s):
+        while not state.done.wait(wait_s):
             progress, message = state.latest()
             try:
-                if client.heartbeat(claim.job.id, claim.lease_id, progress, message).cancelled:
-                    state.cancelled.set()
-                    return
-            except ApiUnavailableError as exc:  # keep the run going; the lease may still hold
-                log.warning("heartbeat failed: %s", exc)
+                beat = client.heartbeat(claim.job.id, claim.lease_id, progress, message)
+            except ApiUnavailableError as exc:  # a 502/503/504, a timeout: not a refusal
+                failures += 1
+                wait_s = min(interval_s, _backoff_s(failures))
+                log.warning("heartbeat failed (%s); retrying in %.1f s", exc, wait_s)
+                continue
             except ApiError as exc:  # 401/403, 404/409, any other 4xx: the job is not ours
                 log.warning("heartbeat refused, stopping the run: %s", exc)
                 state.lease_lost.set()
+                return
+            failures, wait_s = 0, interval_s
+            if beat.lease_expires_at is not None:
+                state.extend(beat.lease_expires_at)
+            if beat.cancelled:
+                state.cancelled.set()
                 return
 
 
@@ -127,13 +163,22 @@ def _until_reachable(
                 return None
 
 
-def _report(call: Callable[[], Any], stop: threading.Event, what: str, deadline: float) -> None:
-    """Send a final report, retried until the lease expires or the worker is told to stop
-    (then the API requeues the job); a refusal means the job is no longer ours."""
+def _report(
+    call: Callable[[], Any], stop: threading.Event, what: str, deadline: float
+) -> ApiInputError | None:
+    """Send a final report, retried while the API is unavailable until the monotonic
+    `deadline` (the lease as the last heartbeat extended it) or until told to stop (then the API
+    requeues the job once the lease runs out). A refusal of the lease or of the credentials
+    means the job is no longer ours (logged); a refusal of the request itself (413, 422: it can
+    never be stored) is returned."""
     try:
         _until_reachable(call, stop, deadline)
+    except ApiInputError as exc:
+        log.warning("%s refused as a request: %s", what, exc)
+        return exc
     except ApiError as exc:
         log.warning("%s refused, the job is no longer ours: %s", what, exc)
+    return None
 
 
 def lease_seconds_left(claim: ClaimPublic) -> float:
@@ -181,7 +226,7 @@ def run_job(
 ) -> str:
     """Run one claimed job to its end; returns what became of it: the JobState it ends in
     (succeeded, failed, cancelled), or "lease lost" or "released" (back in the queue)."""
-    state = RunningJob(stop)
+    state = RunningJob(stop, claim.lease_expires_at)
     interval_s = heartbeat_interval(claim, heartbeat_interval_s)
     beat = threading.Thread(
         target=_heartbeat_loop,
@@ -208,12 +253,20 @@ def run_job(
     if outcome in (JobState.SUCCEEDED, JobState.FAILED) and state.lease_lost.is_set():
         outcome, result, error = "lease lost", None, None  # lost after the last report: the
         # API would refuse this lease's report, and another worker may hold the job now
-    # Final reports are retried until the lease would have expired, or SIGTERM.
-    deadline = time.monotonic() + max(lease_seconds_left(claim), interval_s)
+    # Final reports are retried until the current lease (as the last heartbeat extended it)
+    # runs out, or SIGTERM.
+    deadline = state.deadline()
     job_id, lease_id = claim.job.id, claim.lease_id
     if result is not None and outcome == JobState.SUCCEEDED:
         done = result
-        _report(lambda: client.complete(job_id, lease_id, done), stop, "complete", deadline)
+        refused = _report(
+            lambda: client.complete(job_id, lease_id, done), stop, "complete", deadline
+        )
+        if refused is not None:  # 413, 422: this result will never be stored; do not rerun
+            outcome = JobState.FAILED
+            reason = f"the API refused the result: {refused}"
+            report = partial(client.fail, job_id, lease_id, reason, retryable=False)
+            _report(report, stop, "fail", deadline)
     elif error is not None:
         text = "".join(traceback.format_exception(error))  # FailRequest keeps it to its limit
         retryable = not isinstance(error, NOT_RETRYABLE)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from pydantic import ValidationError
 
 from api import service
 from api.body import JsonBody
 from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, require_api_key
+from api.errors import FieldError
 from planner import CheckResult, Plan, check_plan
 from wire.plans import CheckCreate
 
@@ -39,5 +41,13 @@ def create_check(
     )
     previous = None
     if body.compare_plan_id is not None:
-        previous = Plan.model_validate_json(service.stored_plan(db, body.compare_plan_id))
+        stored = service.stored_plan(db, body.compare_plan_id)
+        try:
+            previous = Plan.model_validate_json(stored)
+        except ValidationError:  # stored by an earlier version whose plans no longer read
+            raise FieldError(
+                ["body", "compare_plan_id"],
+                f"the stored plan {body.compare_plan_id!r} no longer reads as a plan of this "
+                "version: plan it again and compare with that",
+            ) from None
     return check_plan(Plan.model_validate_json(plan_json), body.limits, previous)

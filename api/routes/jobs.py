@@ -10,7 +10,16 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from api import crud, queue, service
 from api.body import JsonBody
 from api.db import Database
-from api.deps import API_KEY_RESPONSES, ClockDep, DbDep, SettingsDep, require_api_key
+from api.deps import (
+    API_KEY_RESPONSES,
+    CallerDep,
+    ClockDep,
+    DbDep,
+    Responses,
+    SettingsDep,
+    require_api_key,
+)
+from api.documents import StoredJob, jobs_json, stored_job
 from api.errors import NotFoundError
 from api.routes import Id, json_text
 from wire.jobs import JobCreate, JobPublic, JobsPublic, JobState
@@ -24,6 +33,7 @@ router = APIRouter(
     dependencies=[Depends(require_api_key)],
     responses=API_KEY_RESPONSES,
 )
+NOT_FOUND: Responses = {404: {"description": "Unknown id, or a job of another key's owner"}}
 
 
 @router.post(
@@ -38,10 +48,11 @@ def create_job(
     db: DbDep,
     clock: ClockDep,
     settings: SettingsDep,
-    response: Response,
-) -> JobPublic:
+    caller: CallerDep,
+) -> Response:
     """Queue a validation job for a stored plan (`plan_id`) or a plan request (`plan_request`,
-    planned and stored first). Answers 202 with the queued job."""
+    planned and stored first). Answers 202 with the queued job, which belongs to the caller's
+    key: only its owner and admin keys see it."""
     now = clock()
     if body.plan_request is not None:
         plan_id, _ = service.get_or_create_plan(
@@ -57,63 +68,81 @@ def create_job(
             session,
             plan_id=plan_id,
             now=now,
+            owner=caller.owner,
             settings_json=body.settings.model_dump_json(),
             max_attempts=settings.max_attempts,
         )
-        public = service.job_public(job)
-    response.headers["Location"] = f"/v1/jobs/{public.id}"
-    return public
+        created = stored_job(job)
+    return json_text(created.json(), 202, {"Location": f"/v1/jobs/{created.summary.id}"})
 
 
 @router.get("", response_model=JobsPublic)
 def list_jobs(
     db: DbDep,
     clock: ClockDep,
+    settings: SettingsDep,
+    caller: CallerDep,
     state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_SIZE, description="Jobs per page.")] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Jobs to skip.")] = 0,
-) -> JobsPublic:
-    """Jobs, newest first: `{data: [job, ...], count}`. A job whose lease ran out shows as
-    queued again (or failed, its attempts spent), as the next claim will record it."""
-    now = clock()
+) -> Response:
+    """The caller's jobs (an admin key's: every job), newest first: `{data: [job, ...],
+    count}`. A job whose lease ran out shows as queued again (or failed, its attempts spent),
+    as the next claim will record it."""
+    lapse_at = db.availability.lapse_at(clock(), grace_s=settings.lease_seconds)
     with db.read() as session:
-        rows, count = crud.list_jobs(session, state=state, limit=limit, offset=offset, now=now)
-        return JobsPublic(data=[service.job_public(r, now=now) for r in rows], count=count)
+        rows, count = crud.list_jobs(
+            session,
+            state=state,
+            limit=limit,
+            offset=offset,
+            now=lapse_at,
+            owner=None if caller.admin else caller.owner,
+        )
+        jobs = [stored_job(row).at(lapse_at) for row in rows]
+    return json_text(jobs_json(jobs, count))
 
 
-@router.get("/{job_id}", response_model=JobPublic, responses={404: {"description": "Unknown id"}})
+@router.get("/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
 async def get_job(job_id: Id, http: Request) -> Response:
     """A job: state, attempts, progress (0..1), result, error and timestamps. A job whose lease
-    ran out shows as queued again (or failed, its attempts spent)."""
+    ran out shows as queued again (or failed, its attempts spent). Another owner's job is
+    "not found", as an unknown id is."""
     state = http.app.state  # not dependencies: see routes/plans.py
-    load, now = partial(_find_job, state.db, job_id), state.clock()
+    db: Database = state.db
+    load = partial(_find_job, db, job_id)
+    lapse_at = db.availability.lapse_at(state.clock(), grace_s=state.settings.lease_seconds)
     cached = await state.cache.read(("job", job_id), load)
-    if cached is not None and service.job_at(cached[0], now=now) is not cached[0]:
+    if cached is not None and cached[0].at(lapse_at) is not cached[0]:
         # Its lease ran out as cached: another replica may have renewed it since.
         cached = await state.cache.reread(("job", job_id), load)
-    if cached is None:
+    if cached is None or not http.state.caller.sees(cached[0].owner):
         raise NotFoundError("job", job_id)
     stored, text = cached
-    shown = service.job_at(stored, now=now)
-    return json_text(text if shown is stored else shown.model_dump_json())
+    shown = stored.at(lapse_at)
+    return json_text(text if shown is stored else shown.json())
 
 
-def _find_job(db: Database, job_id: str) -> tuple[JobPublic, str] | None:
+def _find_job(db: Database, job_id: str) -> tuple[StoredJob, str] | None:
     job = service.find_job(db, job_id)
-    return (job, job.model_dump_json()) if job is not None else None
+    return (job, job.json()) if job is not None else None
 
 
 @router.post(
     "/{job_id}/cancel",
     response_model=JobPublic,
-    responses={
-        404: {"description": "Unknown id"},
-        409: {"description": "The job already finished"},
-    },
+    responses={**NOT_FOUND, 409: {"description": "The job already finished"}},
 )
-def cancel_job(job_id: Id, db: DbDep, clock: ClockDep) -> JobPublic:
-    """Cancel a queued or running job (a running worker learns it from its next heartbeat)."""
+def cancel_job(
+    job_id: Id, db: DbDep, clock: ClockDep, settings: SettingsDep, caller: CallerDep
+) -> Response:
+    """Cancel a queued or running job (a running worker learns it from its next heartbeat).
+    Only its owner and admin keys may; to any other key it is "not found"."""
     now = clock()
+    lapse_at = db.availability.lapse_at(now, grace_s=settings.lease_seconds)
     with db.write() as session:
-        queue.expire_leases(session, now=now)  # a lapsed job's outcome first, as claims do
-        return service.job_public(queue.cancel(session, job_id=job_id, now=now))
+        job = crud.get_job(session, job_id=job_id)
+        if job is None or not caller.sees(job.owner):
+            raise NotFoundError("job", job_id)
+        queue.expire_leases(session, now=lapse_at)  # a lapsed job's outcome first, as claims do
+        return json_text(stored_job(queue.cancel(session, job_id=job_id, now=now)).json())

@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api import crud, service
@@ -82,10 +83,10 @@ async def create_plan(body: Annotated[bytes, Depends(read_json)], http: Request)
     if document is not None:
         return json_text(document, 201, {"Location": f"/v1/plans/{plan_id}"})
     request = BODY.parse(body)
-    # A stored profile's id is read first (in get_or_create_plan), and such bytes are never
-    # memoised: a newer measurement of the same device replaces the profile's numbers.
-    memo = not isinstance(request.hardware.device_profile, str)
-    if memo:
+    # A stored profile named by id is read first (in get_or_create_plan): the plan id hashes
+    # the profile's numbers. An id always names the same numbers (a profile never changes), so
+    # the bytes are memoised all the same.
+    if not isinstance(request.hardware.device_profile, str):
         plan_id = service.plan_id_of(request, loc=["body"])
         document = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
     if document is None:  # a new plan, or a stored profile to read: in the thread pool
@@ -93,7 +94,7 @@ async def create_plan(body: Annotated[bytes, Depends(read_json)], http: Request)
             service.get_or_create_plan, db, request, loc=["body"], now=http.app.state.clock()
         )
         document = created
-    if memo and len(body) <= MEMO_BODY_BYTES:
+    if len(body) <= MEMO_BODY_BYTES:
         cache.put(("plan id", body), plan_id)
     return json_text(document, 201, {"Location": f"/v1/plans/{plan_id}"})
 
@@ -119,13 +120,19 @@ def plan_report(plan_id: Id, db: DbDep) -> HTMLResponse:
     document = Plan.model_validate_json(service.stored_plan(db, plan_id))
     with db.read() as session:
         job = crud.latest_succeeded_job(session, plan_id=plan_id)
-        result = (
-            ValidationResult.model_validate_json(job.result_json)
-            if job and job.result_json
-            else None
-        )
-        job_id = job.id if job else None
+        result = _readable(job.result_json) if job and job.result_json else None
+        job_id = job.id if result is not None and job is not None else None
     return HTMLResponse(render_report(document, result, job_id))
+
+
+def _readable(result_json: str) -> ValidationResult | None:
+    """A stored result, or None when it no longer reads (an earlier version stored it, e.g.
+    a diverged run's NaN loss as null): the page then shows the plan without it. Its calibrated
+    projection, stored in the plan, still shows."""
+    try:
+        return ValidationResult.model_validate_json(result_json)
+    except ValidationError:
+        return None
 
 
 @router.get("/{plan_id}", response_model=Plan, responses={404: {"description": "Unknown id"}})

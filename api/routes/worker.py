@@ -13,14 +13,18 @@ nothing.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 
 from api import queue, service
 from api.body import JsonBody
+from api.db import Database
 from api.deps import WORKER_RESPONSES, ClockDep, DbDep, SettingsDep, require_worker_token
-from api.routes import Id
+from api.documents import stored_job
+from api.routes import Id, json_text
+from api.settings import Settings
 from wire.jobs import JobPublic, JobState
 from wire.worker import (
     ClaimPublic,
@@ -54,10 +58,17 @@ STALE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _expire(db: DbDep, clock: ClockDep) -> None:
+def _lapse_at(db: Database, now: datetime, settings: Settings) -> datetime:
+    """The time leases are judged by: `now`, or the start of a database outage that ended less
+    than a lease ago (`api.db.Availability`: a lease that ran out while its worker could not
+    reach the database is not held against it)."""
+    return db.availability.lapse_at(now, grace_s=settings.lease_seconds)
+
+
+def _expire(db: Database, lapse_at: datetime) -> None:
     """Apply lease expiry before a report, so a report under an expired lease sees it."""
     with db.write() as session:
-        queue.expire_leases(session, now=clock())
+        queue.expire_leases(session, now=lapse_at)
 
 
 @router.post(
@@ -75,8 +86,13 @@ def claim(
     """Claim the oldest queued job under a fresh lease (attempts + 1); 204 when none waits.
     A job whose stored plan or settings no longer read (stored by an older version) fails with
     the reason, and the next job is claimed: one bad row never stalls the queue."""
+    now = clock()
     claimed = service.claim_job(
-        db, worker_id=body.worker_id, now=clock(), lease_seconds=settings.lease_seconds
+        db,
+        worker_id=body.worker_id,
+        now=now,
+        lease_seconds=settings.lease_seconds,
+        lapse_at=_lapse_at(db, now, settings),
     )
     return claimed if claimed is not None else Response(status_code=204)
 
@@ -94,14 +110,19 @@ def heartbeat(
     clock: ClockDep,
     settings: SettingsDep,
 ) -> HeartbeatPublic:
-    """Renew the lease and report progress (0..1); `cancelled: true` means stop now."""
-    _expire(db, clock)
+    """Renew the lease and report progress (0..1); `cancelled: true` means stop now. A lease
+    that ran out while the database was unreachable is renewed, unless another claim took the
+    job meanwhile."""
+    now = clock()
+    lapse_at = _lapse_at(db, now, settings)
+    _expire(db, lapse_at)
     with db.write() as session:
         job = queue.heartbeat(
             session,
             job_id=job_id,
             lease_id=body.lease_id,
-            now=clock(),
+            now=now,
+            lapse_at=lapse_at,
             progress=body.progress,
             message=body.message,
             lease_seconds=settings.lease_seconds,
@@ -122,12 +143,16 @@ def complete(
     body: Annotated[CompleteRequest, Depends(COMPLETE_BODY)],
     db: DbDep,
     clock: ClockDep,
-) -> JobPublic:
+    settings: SettingsDep,
+) -> Response:
     """Store the job's result (succeeded); the plan gains its calibrated projection."""
-    _expire(db, clock)
-    return service.complete_job(
-        db, job_id=job_id, lease_id=body.lease_id, result=body.result, now=clock()
+    now = clock()
+    lapse_at = _lapse_at(db, now, settings)
+    _expire(db, lapse_at)
+    done = service.complete_job(
+        db, job_id=job_id, lease_id=body.lease_id, result=body.result, now=now, lapse_at=lapse_at
     )
+    return json_text(done.json())
 
 
 @router.post(
@@ -137,21 +162,27 @@ def complete(
     openapi_extra=FAIL_BODY.openapi,
 )
 def fail(
-    job_id: Id, body: Annotated[FailRequest, Depends(FAIL_BODY)], db: DbDep, clock: ClockDep
-) -> JobPublic:
+    job_id: Id,
+    body: Annotated[FailRequest, Depends(FAIL_BODY)],
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> Response:
     """Report an error: requeued when `retryable` and attempts remain, else failed."""
-    _expire(db, clock)
+    now = clock()
+    lapse_at = _lapse_at(db, now, settings)
+    _expire(db, lapse_at)
     with db.write() as session:
-        return service.job_public(
-            queue.fail(
-                session,
-                job_id=job_id,
-                lease_id=body.lease_id,
-                error=body.error,
-                retryable=body.retryable,
-                now=clock(),
-            )
+        job = queue.fail(
+            session,
+            job_id=job_id,
+            lease_id=body.lease_id,
+            error=body.error,
+            retryable=body.retryable,
+            now=now,
+            lapse_at=lapse_at,
         )
+        return json_text(stored_job(job).json())
 
 
 @router.post(
@@ -165,10 +196,14 @@ def release(
     body: Annotated[ReleaseRequest, Depends(RELEASE_BODY)],
     db: DbDep,
     clock: ClockDep,
-) -> JobPublic:
+    settings: SettingsDep,
+) -> Response:
     """Give the job back (e.g. on SIGTERM): queued again, this attempt not counted."""
-    _expire(db, clock)
+    now = clock()
+    lapse_at = _lapse_at(db, now, settings)
+    _expire(db, lapse_at)
     with db.write() as session:
-        return service.job_public(
-            queue.release(session, job_id=job_id, lease_id=body.lease_id, now=clock())
+        job = queue.release(
+            session, job_id=job_id, lease_id=body.lease_id, now=now, lapse_at=lapse_at
         )
+        return json_text(stored_job(job).json())

@@ -31,7 +31,7 @@ with warnings.catch_warnings():  # see tests/api/conftest.py
 
 pytestmark = pytest.mark.slow  # over 2,000 generated requests: `make test`, not `make test-fast`
 
-API_KEY, WORKER_TOKEN = "fuzz-api-key", "fuzz-worker-token"
+API_KEY, WORKER_TOKEN, METRICS_KEY = "fuzz-api-key", "fuzz-worker-token", "fuzz-metrics-key"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 RANDOM = os.environ.get("FUZZ_RANDOM", "") not in ("", "0")
 
@@ -89,7 +89,14 @@ def fuzz_database(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str
         url = f"sqlite:///{tmp_path / 'fuzz.db'}"
     else:
         url = str(request.getfixturevalue("postgres_url"))
-    app = create_app(Settings(database_url=url, worker_token=WORKER_TOKEN, api_keys=API_KEY))
+    app = create_app(
+        Settings(
+            database_url=url,
+            worker_token=WORKER_TOKEN,
+            api_keys=f"fuzz:{API_KEY}",
+            metrics_key=METRICS_KEY,
+        )
+    )
     with TestClient(app):  # its lifespan: migrations, and the engine disposed at the end
         CURRENT.app = app
         yield str(request.param)
@@ -104,6 +111,12 @@ def fuzz_database(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation_answers_as_documented(case: Any, fuzz_database: str) -> None:
-    token = WORKER_TOKEN if case.path.startswith("/v1/worker") else API_KEY
+    token = (
+        WORKER_TOKEN
+        if case.path.startswith("/v1/worker")
+        else METRICS_KEY
+        if case.path == "/metrics"
+        else API_KEY
+    )
     FUZZ_CASES[fuzz_database] = FUZZ_CASES.get(fuzz_database, 0) + 1
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=ALL_CHECKS)

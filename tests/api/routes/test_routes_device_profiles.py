@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.device import builtin_profile
+from planner.device import DeviceProfile, builtin_profile
 
 
 def measured(device_name: str = "cpu", launch_us: float = 5.0) -> dict[str, Any]:
@@ -21,21 +21,54 @@ def measured(device_name: str = "cpu", launch_us: float = 5.0) -> dict[str, Any]
     }  # fmt: skip
 
 
-def test_store_list_read_and_replace_by_key(client):
+def test_store_list_and_read_immutable_by_content(client):
     created = client.post("/v1/device-profiles", json=measured())
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["id"].startswith("dp_") and created.headers["location"].endswith(body["id"])
     assert body["profile"]["launch_overhead_us"] == 5.0
-    # The same device, dtype and torch: a newer measurement replaces the older.
+    assert body["id"] == DeviceProfile.model_validate(measured()).id  # a hash of the content
+    # The same profile again: the same id, stored once.
+    same = client.post("/v1/device-profiles", json=measured())
+    assert same.status_code == 201 and same.json() == body
+    # A new measurement of the same device, dtype and torch: a new id; the old id's numbers
+    # stay as they were.
     again = client.post("/v1/device-profiles", json=measured(launch_us=6.0)).json()
-    assert again["id"] == body["id"]
+    assert again["id"] != body["id"] and again["profile"]["launch_overhead_us"] == 6.0
+    assert client.get(f"/v1/device-profiles/{body['id']}").json() == body
     listed = client.get("/v1/device-profiles").json()
-    assert listed["count"] == 1 and listed["data"][0]["profile"]["launch_overhead_us"] == 6.0
+    assert listed["count"] == 2 and [p["id"] for p in listed["data"]] == [again["id"], body["id"]]
     other = client.post("/v1/device-profiles", json=measured(device_name="another cpu")).json()
-    assert other["id"] != body["id"] and client.get("/v1/device-profiles").json()["count"] == 2
-    assert client.get(f"/v1/device-profiles/{body['id']}").json()["profile"]["device_name"] == "cpu"
+    assert other["id"] not in (body["id"], again["id"])
+    assert client.get("/v1/device-profiles").json()["count"] == 3
     assert client.get("/v1/device-profiles/dp_nothing").status_code == 404
+
+
+def test_the_latest_profile_of_a_device(client):
+    first = client.post("/v1/device-profiles", json=measured()).json()
+    other = client.post("/v1/device-profiles", json=measured(device_name="another cpu")).json()
+    latest = client.post("/v1/device-profiles", json=measured(launch_us=7.0)).json()
+    found = client.get("/v1/device-profiles", params={"device": "cpu", "dtype": "float32"})
+    assert found.status_code == 200, found.text
+    assert [p["id"] for p in found.json()["data"]] == [latest["id"], first["id"]]
+    assert found.json()["count"] == 2
+    one = client.get("/v1/device-profiles", params={"device": "cpu", "limit": 1}).json()
+    assert [p["id"] for p in one["data"]] == [latest["id"]] and one["count"] == 2
+    theirs = client.get("/v1/device-profiles", params={"device": "another cpu"}).json()
+    assert [p["id"] for p in theirs["data"]] == [other["id"]]
+    none = client.get("/v1/device-profiles", params={"device": "cpu", "dtype": "bfloat16"})
+    assert none.json() == {"data": [], "count": 0}
+
+
+def test_a_plan_naming_a_profile_keeps_its_numbers(client, plan_request):
+    """A plan that names a profile by id does not change when the device is measured again."""
+    profile_id = client.post("/v1/device-profiles", json=measured()).json()["id"]
+    request = plan_request(hardware={"num_gpus": 1, "device_profile": profile_id})
+    before = client.post("/v1/plans", json=request).json()
+    client.post("/v1/device-profiles", json=measured(launch_us=50.0))  # a slower measurement
+    after = client.post("/v1/plans", json=request).json()
+    assert after == before
+    assert after["projection"]["device_profile_id"] == profile_id
 
 
 def test_a_bad_profile_is_422_naming_the_field(client):
