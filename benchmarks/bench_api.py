@@ -10,9 +10,14 @@ whose speed drifts (a shared 2-core VM) moves both sides of it.
     python benchmarks/bench_api.py --seconds 3 --connections 64
     python benchmarks/bench_api.py --database postgres          # fresh schema, dropped after
     python benchmarks/bench_api.py --scenario claimers --database postgres
+    python benchmarks/bench_api.py --scenario mixed --database postgres   # issue 17's mixed load
 
-Targets: routes: req/s >= 0.6 x bare and p99 < 50 ms; claimers: readers' p99 < 150 ms while
-4 claimer processes enqueue, claim and release/fail jobs. Non-2xx responses are errors (MISS).
+Targets: routes: req/s >= 0.6 x bare (the stored POST >= 0.8) and p99 < 50 ms; claimers:
+readers' p99 < 150 ms while 4 claimer processes enqueue, claim and release/fail jobs; mixed: one
+wrk load at 64 connections cycling through a stored plan's GET, POSTs of 50 distinct plan
+requests (each stored on its first POST) and a job's GET, p99 < 150 ms with 0 errors, while 4
+claimer processes claim and complete (with a result that calibrates the plan) at least 200 jobs.
+Non-2xx responses are errors (MISS).
 Needs `wrk` (apt-get install wrk). The server and wrk share the machine's cores.
 """
 
@@ -68,6 +73,56 @@ print(claims, errors)
 """
 
 
+# A completing claimer: enqueue a job of its plan, claim one, complete it with a result (the
+# plan is calibrated in the same transaction); until `stop` exists.
+COMPLETER = """
+import json, os, sys, httpx
+base, token, plan_id, worker, stop, result = sys.argv[1:]
+auth, done, errors = {"Authorization": f"Bearer {token}"}, 0, 0
+with httpx.Client(base_url=base, timeout=30) as http:
+    while not os.path.exists(stop):
+        ok = http.post("/v1/jobs", json={"plan_id": plan_id}).status_code == 202
+        r = http.post("/v1/worker/claim", headers=auth, json={"worker_id": worker})
+        ok = ok and r.status_code in (200, 204)
+        if r.status_code == 200:
+            body = {"lease_id": r.json()["lease_id"], "result": json.loads(result)}
+            c = http.post(f"/v1/worker/jobs/{r.json()['job']['id']}/complete", headers=auth,
+                          json=body)
+            done += c.status_code == 200
+            ok = ok and c.status_code == 200
+        errors += not ok
+print(done, errors)
+"""
+# What a CPU worker reports for a small job: enough to calibrate the plan it completes.
+RESULT = {
+    "device": "cpu", "gpu_name": None, "torch_version": "2.13.0", "dtype": "float32",
+    "num_layers": 4, "num_ltd_layers": 2, "micro_batch_size": 1, "seq_len": 2048,
+    "scaled_down": [], "step_times": [], "step_time_fit": [100.0, 0.0, 0.02, 0.0, 0.0],
+    "measured_wall_clock_saving": 0.2, "flops_saving": 0.3, "mfu": None,
+    "peak_memory_bytes": 1, "seconds": 1.0,
+}  # fmt: skip
+MIXED_LUA = """
+local bodies, i = {}, 0
+function init(args)
+  plan, job = args[1], args[2]
+  for n = 1, 50 do bodies[n] = string.format(%r, n) end
+end
+function request()
+  i = i + 1
+  local k = i %% 3
+  if k == 0 then return wrk.format("GET", "/v1/plans/" .. plan) end
+  if k == 1 then return wrk.format("GET", "/v1/jobs/" .. job) end
+  return wrk.format("POST", "/v1/plans", {["Content-Type"] = "application/json"},
+                    bodies[(i %% 50) + 1])
+end
+"""
+
+
+def mixed_body(n: int) -> dict[str, object]:
+    """The n-th of the mixed load's 50 distinct plan requests (n = 1..50)."""
+    return {**PLAN_REQUEST, "train_tokens": 300_000_000_000 + n * 1_000_000_000}
+
+
 def bench_app() -> FastAPI:
     """The service (settings from the LTD_ environment) plus the bare reference route."""
     from api.main import create_app
@@ -104,6 +159,11 @@ def run_wrk(route: str, url: str, args: argparse.Namespace, conns: int, lua: str
     script = ["-s", lua] if lua else []
     cmd = ["wrk", "--latency", f"-t{args.threads}", f"-c{conns}", f"-d{args.seconds}s"]
     out = subprocess.run([*cmd, *script, url], capture_output=True, text=True, check=True).stdout
+    return parse_wrk(route, out)
+
+
+def parse_wrk(route: str, out: str) -> WrkResult:
+    """wrk's `--latency` report as a WrkResult."""
 
     def latency(pct: str) -> float:
         m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
@@ -236,9 +296,59 @@ def claimers(args: argparse.Namespace, base: str, tmp: str, plan: str, job: str)
     )
 
 
+def mixed(args: argparse.Namespace, base: str, tmp: str, plan: str, job: str) -> None:
+    """Issue 17's mixed load: stored GETs, POSTs of 50 distinct bodies and job GETs, one wrk
+    at 64 connections, while 4 claimer processes claim and complete jobs."""
+    template = json.dumps(mixed_body(0)).replace(
+        '"train_tokens": 300000000000', '"train_tokens": 3%02d000000000'
+    )
+    with httpx.Client(base_url=base, timeout=60) as http:  # store the 50 plans first
+        for n in range(1, 51):
+            http.post("/v1/plans", json=mixed_body(n)).raise_for_status()
+    lua = Path(tmp) / "mixed.lua"
+    lua.write_text(MIXED_LUA % template)
+    stop = Path(tmp) / "stop"
+    result = json.dumps(RESULT)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", COMPLETER, base, WORKER_TOKEN, plan, f"bench-{i}", str(stop),
+             result],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]  # fmt: skip
+    start = time.monotonic()
+    try:
+        time.sleep(1.0)  # let the claimers import httpx and start claiming
+        cmd = ["wrk", "--latency", f"-t{args.threads}", "-c64", f"-d{args.seconds}s",
+               "-s", str(lua), base, "--", plan, job]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    finally:
+        stop.touch()
+        try:
+            outputs = [p.communicate(timeout=60)[0].split() for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+    elapsed = time.monotonic() - start
+    done = sum(int(o[0]) for o in outputs if len(o) == 2)
+    errors = sum(int(o[1]) for o in outputs if len(o) == 2) + sum(p.returncode != 0 for p in procs)
+    res = parse_wrk("mixed (plan GET, 50 POSTs, job GET)", out)
+    print(f"wrk -t{args.threads} -c64 -d{args.seconds}s, one script cycling the three requests")
+    print_table([[res]], 150.0, with_bare=False)
+    ok = done >= 200 and errors == 0
+    print(
+        f"jobs completed by 4 claimers: {done} in {elapsed:.1f} s ({done / elapsed:.0f}/s), "
+        f"claimer errors: {errors}  {'PASS' if ok else 'MISS'} (target: >= 200, 0 errors)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=["routes", "claimers"], default="routes")
+    parser.add_argument("--scenario", choices=["routes", "claimers", "mixed"], default="routes")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument(
         "--postgres-url", default=os.environ.get("LTD_TEST_POSTGRES_URL", DEFAULT_PG)
@@ -269,6 +379,9 @@ def main() -> int:
                 job = http.post("/v1/jobs", json={"plan_id": plan}).raise_for_status().json()["id"]
             if args.scenario == "claimers":
                 claimers(args, base, tmp, plan, job)
+                return 0
+            if args.scenario == "mixed":
+                mixed(args, base, tmp, plan, job)
                 return 0
             lua = Path(tmp) / "post.lua"  # wrk's POST: method, JSON body, Content-Type
             lua.write_text(

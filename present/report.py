@@ -62,6 +62,7 @@ def render_report(
         step_rows=job_text.validation_rows(measured) if measured else [],
         step_headers=job_text.STEP_HEADERS,
         projection_note=plan_text.projection_note(plan),
+        verdict=job_text.verdict_line(measured.quality) if measured and measured.quality else None,
         svg=plan_svg(plan, runs, measured),
         deepspeed=compact_json(plan.deepspeed_config.model_dump(mode="json")),
     )

@@ -56,6 +56,11 @@ def test_report_before_and_after_a_job(
     assert 'id="measured"' in page and 'id="calibrated"' in page
     assert f"calibrated by job {queued_job}" in page
     assert "20.00%" in page  # the measured wall-clock saving of the result
+    # The DeepSpeed block compact: the dropping layers' ids on one line, not one a line.
+    ids = plan["deepspeed_config"]["data_efficiency"]["data_routing"]["random_ltd"]
+    line = f'"random_ltd_layer_id": {ids["random_ltd_layer_id"]}'.replace('"', "&#34;")
+    assert line in page  # as Jinja escapes the quotes
+    assert 'id="verdict"' not in page  # no quality comparison in this result
 
 
 def test_report_of_unknown_plan_is_404(client: TestClient) -> None:
