@@ -11,6 +11,7 @@ LTD_LEASE_SECONDS    how long a claim (or a heartbeat) holds a job, in seconds
 LTD_MAX_ATTEMPTS     claims a job may use before it fails for good
 LTD_READ_CACHE_SECONDS  how stale another replica's writes may look in a cached read (1 s)
 LTD_THREADS          threads serving blocking routes, per process
+LTD_WORKER_THREADS   threads serving the worker protocol, apart from those, per process
 LTD_MIGRATE_ON_START run Alembic migrations when the app starts
 LTD_MAX_BODY_BYTES   largest request body accepted (413 above it)
 LTD_SQLITE_BUSY_TIMEOUT_MS  how long SQLite waits for the write lock
@@ -120,6 +121,13 @@ class Settings(BaseSettings):
         le=200,
         description="Threads serving blocking routes (database calls) per process. Few threads "
         "contend less for the GIL; queued requests wait in the event loop.",
+    )
+    worker_threads: int = Field(
+        4,
+        ge=1,
+        le=200,
+        description="Threads serving the worker protocol (claims, heartbeats, reports) per "
+        "process, apart from the routes' `threads`: plan traffic never starves a heartbeat.",
     )
     migrate_on_start: bool = Field(True, description="Run Alembic migrations at start-up.")
     max_body_bytes: int = Field(

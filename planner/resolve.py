@@ -117,7 +117,7 @@ def resolve(req: PlanRequest) -> Resolved:
     ds = _deepspeed(req, model)
     G = _batch_size(req, ds)
     baseline_steps = _baseline_steps(req, G, model.seq_len)
-    curriculum, reorder = _curriculum(req, ds, model.seq_len)
+    curriculum, reorder = _curriculum(req, ds, model.seq_len, G)
     cfg = _schedule(req, ds, model, baseline_steps)
     baseline_layer_tokens = baseline_steps * G * model.seq_len * model.num_layers
     stop, target = _ltd_stop(req, baseline_layer_tokens, baseline_steps)
@@ -162,7 +162,7 @@ def _baseline_steps(req: PlanRequest, G: int, S: int) -> int:
 
 
 def _curriculum(
-    req: PlanRequest, ds: DeepSpeedRandomLTD | None, S: int
+    req: PlanRequest, ds: DeepSpeedRandomLTD | None, S: int, G: int
 ) -> tuple[CurriculumConfig | None, tuple[str, ...]]:
     """The length curriculum (the request's over the DeepSpeed config's; None: none) and the
     metrics that only reorder data."""
@@ -176,6 +176,13 @@ def _curriculum(
         raise PlanInputError(
             f"{where}.max_difficulty",
             f"({curriculum.max_difficulty}) exceeds the model's seq_len ({S})",
+        )
+    mbs = req.hardware.micro_batch_size
+    if curriculum is not None and curriculum.reshape and mbs > G:
+        raise PlanInputError(
+            "hardware.micro_batch_size",
+            f"({mbs}) exceeds the global batch ({G}): seqlen_reshape re-cuts each micro-batch, "
+            "so a step must hold at least one",
         )
     return curriculum, reorder
 

@@ -267,6 +267,8 @@ def run_until(
     done_before = [0, *itertools.accumulate(per[:-1] * counts)]
     # The segment in which the budget is reached: the last one that starts short of it.
     i = max(bisect.bisect_left(done_before, budget) - 1, 0)
+    if per[i] <= 0:  # internal invariant: resolve refuses a run whose steps count nothing
+        raise AssertionError("a run whose steps add nothing never reaches its budget")
     steps_in = -(-(budget - done_before[i]) // per[i])  # ceil
     n = i + 1
     return Run(starts[:n], r[:n], c[:n], int(starts[i]) + int(steps_in), counters)

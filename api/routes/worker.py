@@ -2,7 +2,8 @@
 
 Every endpoint needs `Authorization: Bearer <LTD_WORKER_TOKEN>` (401 without it; 503 when the
 service has no worker token). A report under a lease that is not current answers 409 and changes
-nothing.
+nothing. The routes run on threads of their own (`LTD_WORKER_THREADS`, `on_worker_threads`), not
+on the pool the plan, job and check routes share: plan traffic never starves a heartbeat.
 
     POST /v1/worker/claim                {worker_id}                  -> 200 ClaimPublic | 204
     POST /v1/worker/jobs/{id}/heartbeat  {lease_id, progress, message?} -> 200 HeartbeatPublic
@@ -13,10 +14,14 @@ nothing.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from functools import partial, wraps
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Response
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request, Response
 
 from api import queue, service
 from api.body import JsonBody
@@ -58,6 +63,25 @@ STALE: dict[int | str, dict[str, Any]] = {
 }
 
 
+R = TypeVar("R")
+
+
+def on_worker_threads(route: Callable[..., R]) -> Callable[..., Any]:
+    """A blocking route run on the worker protocol's own threads (`app.state.worker_threads`,
+    a CapacityLimiter of LTD_WORKER_THREADS) rather than the shared pool; FastAPI sees the
+    route's own parameters, and the request."""
+
+    @wraps(route)
+    async def run(*args: Any, _http: Request, **kwargs: Any) -> R:
+        limiter = getattr(_http.app.state, "worker_threads", None)  # None: no lifespan (tests)
+        return await anyio.to_thread.run_sync(partial(route, *args, **kwargs), limiter=limiter)
+
+    params = list(inspect.signature(route).parameters.values())
+    http = inspect.Parameter("_http", inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+    run.__signature__ = inspect.signature(route).replace(parameters=[*params, http])  # type: ignore[attr-defined]
+    return run
+
+
 def _lapse_at(db: Database, now: datetime, settings: Settings) -> datetime:
     """The time leases are judged by: `now`, or the start of a database outage that ended less
     than a lease ago (`api.db.Availability`: a lease that ran out while its worker could not
@@ -77,6 +101,7 @@ def _expire(db: Database, lapse_at: datetime) -> None:
     responses={204: {"description": "No job is queued"}},
     openapi_extra=CLAIM_BODY.openapi,
 )
+@on_worker_threads
 def claim(
     body: Annotated[ClaimRequest, Depends(CLAIM_BODY)],
     db: DbDep,
@@ -103,6 +128,7 @@ def claim(
     responses=STALE,
     openapi_extra=HEARTBEAT_BODY.openapi,
 )
+@on_worker_threads
 def heartbeat(
     job_id: Id,
     body: Annotated[HeartbeatRequest, Depends(HEARTBEAT_BODY)],
@@ -138,6 +164,7 @@ def heartbeat(
     responses=STALE,
     openapi_extra=COMPLETE_BODY.openapi,
 )
+@on_worker_threads
 def complete(
     job_id: Id,
     body: Annotated[CompleteRequest, Depends(COMPLETE_BODY)],
@@ -161,6 +188,7 @@ def complete(
     responses=STALE,
     openapi_extra=FAIL_BODY.openapi,
 )
+@on_worker_threads
 def fail(
     job_id: Id,
     body: Annotated[FailRequest, Depends(FAIL_BODY)],
@@ -191,6 +219,7 @@ def fail(
     responses=STALE,
     openapi_extra=RELEASE_BODY.openapi,
 )
+@on_worker_threads
 def release(
     job_id: Id,
     body: Annotated[ReleaseRequest, Depends(RELEASE_BODY)],

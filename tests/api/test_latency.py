@@ -81,3 +81,36 @@ def test_a_slow_query_does_not_delay_other_requests(server: str, route: str) -> 
     assert len(latencies) >= 40
     p99 = sorted(latencies)[int(0.99 * len(latencies))]
     assert p99 < P99_LIMIT_MS, f"{route}: p99 {p99:.0f} ms while a query slept {SLOW_S} s"
+
+
+def test_plan_traffic_cannot_starve_heartbeats(postgres_url: str) -> None:
+    """The route threads (LTD_THREADS, here 2) all held by slow plan reads: a worker's claim and
+    heartbeat still answer at once, on the worker protocol's own threads."""
+    app = create_app(Settings(database_url=postgres_url, worker_token="t", threads=2))
+
+    @event.listens_for(app.state.db.engine, "before_cursor_execute")
+    def _slow(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "p_slow" in str(params):
+            cursor.execute(f"SELECT pg_sleep({SLOW_S})")
+
+    worker = {"Authorization": "Bearer t"}
+    with served(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        plan_id = http.post("/v1/plans", json=gpt2_plan_request()).json()["id"]
+        assert http.post("/v1/jobs", json={"plan_id": plan_id}).status_code == 202
+        with ThreadPoolExecutor(4) as pool:
+            # Four different ids (misses of one id share one load): two hold both threads.
+            slow = [pool.submit(http.get, f"/v1/plans/p_slow{i}") for i in range(4)]
+            time.sleep(0.3)  # both route threads are inside pg_sleep; two requests wait
+            start = time.perf_counter()
+            claim = http.post("/v1/worker/claim", json={"worker_id": "w"}, headers=worker)
+            beat = http.post(
+                f"/v1/worker/jobs/{claim.json()['job']['id']}/heartbeat",
+                json={"lease_id": claim.json()["lease_id"], "progress": 0.5},
+                headers=worker,
+            )
+            worker_s = time.perf_counter() - start
+            held = not any(call.done() for call in slow)
+            assert all(call.result().status_code == 404 for call in slow)
+    assert claim.status_code == 200 and beat.status_code == 200
+    assert held  # the plan reads still held every route thread while the worker was answered
+    assert worker_s < SLOW_S / 2, f"claim + heartbeat took {worker_s:.2f} s"

@@ -163,3 +163,20 @@ def test_a_curriculum_over_the_cap_names_its_field() -> None:
     with pytest.raises(PlanInputError) as err:
         plan(big)
     assert err.value.field == "curriculum.schedule_config" and "cap of 10,000" in err.value.message
+
+
+def test_a_reshaped_curriculum_needs_a_micro_batch_within_the_global_batch() -> None:
+    """Found by the property above: seqlen_reshape with a micro-batch larger than the global
+    batch re-cuts no micro-batch at all (zero rows a step), so no budget is ever reached."""
+    body = {
+        "model": "gpt3-125m", "train_batch_size": 1, "train_tokens": 10**12,
+        "hardware": {"micro_batch_size": 8},
+        "curriculum": {"metric": "seqlen_reshape", "min_difficulty": 64, "max_difficulty": 2048,
+                       "schedule_type": "fixed_linear",
+                       "schedule_config": {"total_curriculum_step": 100, "difficulty_step": 8}},
+    }  # fmt: skip
+    with pytest.raises(PlanInputError) as err:
+        plan(body)
+    assert (
+        err.value.field == "hardware.micro_batch_size" and "global batch (1)" in err.value.message
+    )
