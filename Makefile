@@ -45,6 +45,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_planner.py
 	$(BIN)/python benchmarks/bench_api.py
 	$(BIN)/python benchmarks/bench_ltd.py
+	$(BIN)/python benchmarks/bench_steptime.py
+	$(BIN)/python benchmarks/bench_sizing.py
+	$(BIN)/python benchmarks/bench_hf.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

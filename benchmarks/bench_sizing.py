@@ -9,7 +9,7 @@ does (LTD_PROFILE_CACHE_DIR; here a temporary folder unless `--profile-cache` is
 Target (issue 18): the 6-layer hidden-192 S 256 GPT and a 6-layer S 384 model at full size, and
 the prediction within 30% of the measurement for every shape.
 
-    python benchmarks/bench_sizing.py [--implementation auto|native|hf] [--profile-cache DIR]
+    python benchmarks/bench_sizing.py [--implementation native|hf|auto] [--profile-cache DIR]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ TOLERANCE = 0.30
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--implementation", choices=("auto", "native", "hf"), default="auto")
+    ap.add_argument("--implementation", choices=("native", "hf", "auto"), default="native")
     ap.add_argument("--profile-cache", type=Path, help="cache folder (default: a fresh one)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -169,6 +169,7 @@ def main() -> None:
     print(
         f"device profile: {profile.device_name}, launch {profile.launch_overhead_us:.2f} µs, "
         f"copy {profile.memory_gbps:.1f} GB/s, loss {profile.loss_gbps:.1f} GB/s, "
+        f"first touch {profile.first_touch_gbps or 0:.1f} GB/s, "
         f"matmul up to {max(map(max, profile.matmul_tflops)):.3f} TFLOP/s"
     )
     head = (

@@ -81,6 +81,15 @@ class DeviceProfile(BaseModel):
         description="Achieved bandwidth of softmax cross-entropy over a vocabulary, forward and "
         "backward, GB/s, counted as `planner.steptime.loss_bytes` does (None: memory_gbps).",
     )
+    first_touch_gbps: float | None = Field(
+        None,
+        gt=0,
+        le=1e6,
+        description="Rate at which the host maps fresh pages into a new large allocation (one "
+        "over the allocator's mmap threshold, `planner.steptime.FRESH_ALLOCATION_BYTES`), GB/s, "
+        "beyond the write itself (None: large allocations reuse memory, as CUDA's caching "
+        "allocator does).",
+    )
     launch_overhead_us: float = Field(
         ge=0, le=1e5, description="Host time to issue one kernel (framework + launch), µs."
     )

@@ -59,6 +59,10 @@ class Resolved:
         # Plans without a length curriculum keep their ids; metrics that only reorder data
         # change no figure and are left out.
         extra = {"curriculum": self.curriculum.model_dump()} if self.curriculum else {}
+        hardware = self.hardware.model_dump()
+        profile = hardware.get("device_profile")
+        if isinstance(profile, dict) and profile.get("first_touch_gbps") is None:
+            del profile["first_touch_gbps"]  # a field added later: unset, ids stay as they were
         return extra | {
             "model": self.model.model_dump(exclude={"name", "published_params", "num_params"}),
             "global_batch_size": self.global_batch_size,
@@ -66,7 +70,7 @@ class Resolved:
             "baseline_steps": self.baseline_steps,
             "ltd_stop": self.ltd_stop,
             "ltd_target": self.ltd_target,
-            "hardware": self.hardware.model_dump(),
+            "hardware": hardware,
             "lr": self.lr.model_dump() if self.lr else None,
             "projection": PROJECTION_VERSION,
         }

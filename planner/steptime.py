@@ -8,6 +8,8 @@ prediction can be traced to one line (the style of Calculon's and llm-analysis's
                      + embedding, final norm, head and loss (always at S)
     layer(n)       = matmuls(n) + attention core(n) + memory-bound work(n) [+ token drop(r)],
                      and the host's launch overhead for its kernels
+    memory-bound   = bytes moved / bandwidth, and on the CPU the page faults of tensors too
+                     large for the allocator to reuse (FRESH_ALLOCATION_BYTES)
 
 Rates and bandwidths come from a `DeviceProfile` (planner.device): measured by `ltd profile`, or
 built in for a GPU preset. Kernels are issued by the host: on a device that queues them (CUDA) a
@@ -50,6 +52,11 @@ HEAD_KERNELS = 18  # embeddings, final norm, head and loss, forward and backward
 OPTIMIZER_KERNELS_BASE = 6  # gradient-norm reduction and its scalar ops
 OPTIMIZER_KERNELS_PER_TENSOR = 10  # per-tensor AdamW and clipping (the CPU's for-loop path)
 FOREACH_TENSORS_PER_KERNEL = 100  # CUDA's foreach AdamW covers about this many tensors a launch
+# PyTorch's CPU allocator is malloc; glibc's malloc serves a block of DEFAULT_MMAP_THRESHOLD_MAX
+# (32 MiB on 64-bit) or more with an mmap of its own and unmaps it when it is freed, so each such
+# tensor a micro-batch allocates (the logits; an MLP's activations at large b x n x f) is faulted
+# in page by page, afresh every time. Smaller blocks come back from the heap already mapped.
+FRESH_ALLOCATION_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,50 @@ def layer_memory_bytes(n: np.ndarray, shape: StepShape, profile: DeviceProfile) 
         weights = (2 * h * h + 2 * h * kv + h * f * m.mlp_matrices) * cast
         casts = inputs + weights
     return 3 * forward + casts
+
+
+def fresh_s(tensor_bytes: np.ndarray | float, count: int, profile: DeviceProfile) -> Seconds:
+    """Mapping the pages of `count` new tensors of `tensor_bytes` each: those of at least
+    FRESH_ALLOCATION_BYTES at the profile's first-touch rate, the rest nothing (as on a device
+    whose allocator reuses memory: first_touch_gbps None)."""
+    b = np.asarray(tensor_bytes, dtype=np.float64)
+    if profile.first_touch_gbps is None:
+        return np.zeros_like(b)
+    return np.where(b >= FRESH_ALLOCATION_BYTES, count * b / (profile.first_touch_gbps * 1e9), 0.0)
+
+
+def layer_fresh_s(n: np.ndarray, shape: StepShape, profile: DeviceProfile) -> Seconds:
+    """Fresh pages of the tensors a layer allocates at n tokens: forward, each output (eight of
+    width h: two norms, Q, attention, its projection, MLP down, two residual adds; K and V, 2 kv;
+    the MLP's up projection, f (m - 1), and its activation, f); backward, the gradient of each,
+    as many and as large."""
+    m, rows = shape.model, shape.micro_batch_size * np.asarray(n, dtype=np.float64)
+    h, f, kv = m.hidden_size, m.ffn_size, m.kv_heads * m.head_dim
+    e = element_bytes(profile)
+    widths = ((8, h), (1, 2 * kv), (1, f * (m.mlp_matrices - 1)), (1, f))
+    total = np.zeros_like(rows)
+    for count, width in widths:
+        total = total + 2 * fresh_s(rows * width * e, count, profile)
+    return total
+
+
+def head_fresh_s(
+    shape: StepShape, profile: DeviceProfile, seq: np.ndarray | None = None
+) -> Seconds:
+    """Fresh pages of the head's large tensors each micro-batch: the logits, the loss's three
+    fp32 tensors of their size (log-softmax, the gradient it receives, its gradient; with a
+    16-bit dtype also the fp32 cast and the cast back), and the dense V x h gradients of the
+    embedding and of the head's weight (fp32)."""
+    m = shape.model
+    logits = shape.micro_batch_size * head_tokens(shape, seq) * m.vocab_size
+    e = element_bytes(profile)
+    casts = 0 if e == MASTER_BYTES else 1
+    weight = MASTER_BYTES * m.vocab_size * m.hidden_size
+    return (
+        fresh_s(logits * e, 1 + casts, profile)
+        + fresh_s(logits * MASTER_BYTES, 3 + casts, profile)
+        + fresh_s(weight, 2, profile)
+    )
 
 
 def drop_bytes(r: np.ndarray, shape: StepShape) -> np.ndarray:

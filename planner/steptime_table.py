@@ -19,8 +19,10 @@ from planner.steptime import (
     allreduce_s,
     attention_core_s,
     drop_bytes,
+    head_fresh_s,
     head_matmul_s,
     head_memory_bytes,
+    layer_fresh_s,
     layer_matmul_s,
     layer_memory_bytes,
     layer_with_launches,
@@ -48,14 +50,21 @@ class StepTimes:
         self.matmul = layer_matmul_s(n, shape, profile)
         self.attention = attention_core_s(n, shape, profile)
         self.memory_bytes = layer_memory_bytes(n, shape, profile)
-        work = self.matmul + self.attention + memory_s(self.memory_bytes, profile)
+        self.fresh = layer_fresh_s(n, shape, profile)
+        work = self.matmul + self.attention + memory_s(self.memory_bytes, profile) + self.fresh
         self.layer_full = layer_with_launches(work, n, shape, profile, dropping=False)
         self.layer_dropping = layer_with_launches(work, n, shape, profile, dropping=True)
         # The head's, at each n as the sequence (`head_s`'s order).
         self.head_matmul = np.broadcast_to(head_matmul_s(shape, profile, n), n.shape)
         self.head_memory_bytes = head_memory_bytes(shape, profile, n)
         self.loss = np.broadcast_to(loss_s(shape, profile, n), n.shape)
-        head_work = self.head_matmul + memory_s(self.head_memory_bytes, profile) + self.loss
+        self.head_fresh = np.broadcast_to(head_fresh_s(shape, profile, n), n.shape)
+        head_work = (
+            self.head_matmul
+            + memory_s(self.head_memory_bytes, profile)
+            + self.loss
+            + self.head_fresh
+        )
         self.head = with_launches(head_work, HEAD_KERNELS, profile)
         self.optimizer = optimizer_s(shape, profile)
         full = self.micro_batch_s(np.asarray([S]), np.asarray([S]))
@@ -105,7 +114,9 @@ class StepTimes:
         parts: dict[str, float] = {
             "matmuls": layers(self.matmul) + k * float(self.head_matmul[i_s]),
             "attention": layers(self.attention),
-            "memory_bound": k * float(memory_s(memory_bytes, profile) + float(self.loss[i_s])),
+            "memory_bound": k
+            * float(memory_s(memory_bytes, profile) + self.loss[i_s] + self.head_fresh[i_s])
+            + layers(self.fresh),
             "token_drop": k * L_ltd * float(memory_s(drop_bytes(np.asarray(rr), shape), profile)),
             "optimizer": self.optimizer,
         }

@@ -47,7 +47,13 @@ class ValidationSettings(BaseModel):
     )
     warmup_steps: int = Field(3, ge=0, le=1000, description="Untimed steps per length.")
     measure_steps: int = Field(5, ge=1, le=10000, description="Timed steps per length.")
-    train_steps: int = Field(60, ge=1, le=1_000_000, description="Convergence mode: steps.")
+    train_steps: int = Field(
+        60,
+        ge=1,
+        le=1_000_000,
+        description="Quality: the baseline's optimizer steps a run (random-LTD's follow from "
+        "`basis`).",
+    )
     dataset: str = Field(
         "stdlib", max_length=255, description="'stdlib' (Python's own sources) or a file path."
     )
@@ -56,12 +62,19 @@ class ValidationSettings(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="auto: bfloat16 autocast on CUDA, float32 on the CPU."
     )
-    max_minutes: float = Field(10.0, gt=0, le=24 * 60, description="Time cap; scale to fit it.")
-    implementation: Literal["auto", "hf", "native"] = Field(
-        "auto",
-        description="hf: build the plan's model with Hugging Face Transformers (GPT-2, "
-        "Llama-family and BERT shapes; the hf extra); native: the project's own blocks "
-        "(worker/model.py); auto: hf where the shape and the installed packages allow.",
+    max_minutes: float = Field(
+        10.0,
+        gt=0,
+        le=24 * 60,
+        description="Hard cap on the job's minutes; the job is scaled down only where the "
+        "step-time model predicts it would not fit.",
+    )
+    implementation: Literal["native", "hf", "auto"] = Field(
+        "native",
+        description="native: the project's own blocks (worker/model.py), whose kernels the "
+        "step-time model counts; hf: the plan's model built with Hugging Face Transformers "
+        "(GPT-2, Llama-family and BERT shapes; the hf extra); auto: hf where the shape and "
+        "the installed packages allow, else native.",
     )
     seeds: int = Field(
         3, ge=2, le=50, description="Quality: paired seeds (each pair shares init and data)."

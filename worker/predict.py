@@ -22,10 +22,13 @@ from planner.validation import StepTime
 from worker import distributed, measure
 from worker.profile import measure_profile
 
+PROFILE_FORMAT = 2  # what a profile measures: 2 added first_touch_gbps (older ones re-measured)
+
 
 def cache_path(cache_dir: Path, device_name: str, dtype: str) -> Path:
-    """Where this device's profile is kept: one file per device, dtype and torch version."""
-    key = f"{device_name}-{dtype}-torch{torch.__version__}"
+    """Where this device's profile is kept: one file per device, dtype, torch version and
+    PROFILE_FORMAT."""
+    key = f"{device_name}-{dtype}-torch{torch.__version__}-v{PROFILE_FORMAT}"
     return cache_dir / (re.sub(r"[^A-Za-z0-9._+-]+", "_", key) + ".json")
 
 

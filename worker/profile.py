@@ -3,8 +3,9 @@ mode "profile").
 
 What the step-time model needs, each timed after warm-up and synchronised (worker.measure):
 matmul rate over a grid of rows x widths, fused causal attention (SDPA, forward + backward) over
-lengths, copy bandwidth, the host time to issue one small autograd op, and AdamW with gradient
-clipping per parameter. About a minute on a 2-core CPU, less on a GPU.
+lengths, copy bandwidth, the page faults of a new large allocation (CPU), the host time to issue
+one small autograd op, and AdamW with gradient clipping per parameter. About a minute on a
+2-core CPU, less on a GPU.
 """
 
 from __future__ import annotations
@@ -100,6 +101,22 @@ def memory_gbps(device: torch.device) -> float:
     return 2 * numel * 4 / (ms / 1e3) / 1e9
 
 
+def first_touch_gbps(device: torch.device) -> float | None:
+    """The host's rate of mapping fresh pages into a new allocation over the allocator's mmap
+    threshold (`planner.steptime.FRESH_ALLOCATION_BYTES`): filling a new 64 MiB tensor, less
+    filling one already mapped. None on CUDA (its caching allocator reuses memory) or where a
+    new allocation costs no more than a mapped one."""
+    if device.type == "cuda":
+        return None
+    numel = 1 << 24  # 64 MiB of fp32
+    mapped = torch.ones(numel)
+    warm_ms = timed_ms(lambda: mapped.fill_(0.0), device, warmup=2, repeats=10)
+    fresh_ms = timed_ms(lambda: torch.empty(numel).fill_(0.0), device, warmup=2, repeats=10)
+    if fresh_ms < 1.1 * warm_ms:
+        return None
+    return numel * 4 / ((fresh_ms - warm_ms) / 1e3) / 1e9
+
+
 def launch_overhead_us(device: torch.device, dtype: torch.dtype) -> float:
     """Host time per kernel: a stack of LAUNCH_LAYERS of the project's transformer layers at a
     negligible size (hidden 8, 4 tokens), forward and backward in one pass, over the kernels
@@ -123,8 +140,9 @@ def launch_overhead_us(device: torch.device, dtype: torch.dtype) -> float:
 
 def loss_gbps(device: torch.device, dtype: torch.dtype) -> float:
     """Achieved bandwidth of the loss (fp32 cast, cross-entropy, forward and backward) over
-    2048 x 8192 logits, counted as `planner.steptime.loss_bytes`."""
-    rows, vocab = 2048, 8192
+    1024 x 4096 logits, counted as `planner.steptime.loss_bytes`: 16 MiB tensors, which the
+    allocator reuses (larger ones cost fresh pages too: `first_touch_gbps`)."""
+    rows, vocab = 1024, 4096
     logits = torch.randn(rows, vocab, device=device, dtype=dtype, requires_grad=True)
     targets = torch.randint(0, vocab, (rows,), device=device)
 
@@ -219,6 +237,7 @@ def measure_profile(
     launch = launch_overhead_us(dev, compute)
     tick("launch overhead")
     loss = loss_gbps(dev, compute)
+    first_touch = first_touch_gbps(dev)
     per_param_ns, per_tensor_us = optimizer_costs(dev)
     tick("optimizer")
     name = gpu_name(dev) or "cpu"
@@ -238,6 +257,7 @@ def measure_profile(
         attention_tflops=[round(v, 6) for v in attention],
         memory_gbps=round(bandwidth, 3),
         loss_gbps=round(loss, 3),
+        first_touch_gbps=None if first_touch is None else round(first_touch, 3),
         launch_overhead_us=round(launch, 3),
         async_launch=on_gpu,
         interconnect_gbps=gpu.interconnect_gbps if gpu else None,

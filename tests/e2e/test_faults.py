@@ -176,7 +176,7 @@ def test_killed_worker_job_is_finished_once_by_another(procs: Procs) -> None:
     port = free_port()
     start_api(procs, port, lease_s=6)
     with httpx.Client(base_url=url_of(port), timeout=30) as http:
-        job_id = submit(http, train_steps=600)
+        job_id = submit(http, train_steps=400)  # ~30 s a job on one core
         first = start_worker(procs, port, "w1")
         procs.wait_for("w1 to report progress", running_with_progress(http, job_id), 45)
         ((old_lease,),) = db_rows(procs.root, "SELECT lease_id FROM jobs WHERE id = ?", job_id)
@@ -205,7 +205,8 @@ def test_heartbeats_hold_a_lease_shorter_than_the_job(procs: Procs) -> None:
     port = free_port()
     start_api(procs, port, lease_s=lease_s)
     with httpx.Client(base_url=url_of(port), timeout=30) as http:
-        job_id = submit(http, train_steps=1000)
+        # Four runs of 200 steps, ~30 s on one core: past the 5 s lease, inside the wait.
+        job_id = submit(http, train_steps=400)
         worker = start_worker(procs, port, "w1")
         job = procs.wait_for("the job to end", in_state(http, job_id, "succeeded", "failed"), 58)
         assert job["state"] == "succeeded", job
@@ -298,7 +299,7 @@ def test_api_restart_loses_nothing(procs: Procs) -> None:
         for steps in (100, 200, 300):
             created = http.post("/v1/plans", json=tiny_plan_request(train_steps=steps))
             assert created.status_code == 201, created.text
-        job_id = submit(http, train_steps=1000)
+        job_id = submit(http, train_steps=400)  # ~30 s: it outlasts the second restart below
         others = [submit(http, train_steps=50) for _ in range(2)]
         assert http.post(f"/v1/jobs/{others[0]}/cancel").status_code == 200
         before = listings(http)

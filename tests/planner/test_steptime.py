@@ -18,10 +18,13 @@ from planner.models import ModelShape
 from planner.presets import get_preset
 from planner.steptime import (
     DDP_BUCKET_BYTES,
+    FRESH_ALLOCATION_BYTES,
     StepShape,
     allreduce_s,
     attention_core_s,
     drop_bytes,
+    head_fresh_s,
+    layer_fresh_s,
     layer_memory_bytes,
     linear_s,
     optimizer_s,
@@ -82,6 +85,26 @@ def test_drop_bytes_by_hand_and_none_without_dropping() -> None:
     # sampling 3 x 8 bytes x S 8 = 192.
     assert float(drop_bytes(np.asarray(2), shape)) == 736 + 192
     assert float(drop_bytes(np.asarray(8), shape)) == 0
+
+
+def test_fresh_pages_only_for_tensors_the_allocator_cannot_reuse() -> None:
+    # GPT, h 256, f 1024, V 8192, S 1024, micro-batch 1, fp32, pages mapped at 4 GB/s.
+    m = ModelShape(num_layers=2, hidden_size=256, num_heads=4, vocab_size=8192, seq_len=1024)
+    cpu = flat(first_touch_gbps=4.0)
+    shape = StepShape(m, 0, micro_batch_size=1, accumulation=1, num_gpus=1)
+    # logits 1 x 1024 x 8192 x 4 bytes = 32 MiB, exactly the threshold: the logits and the
+    # loss's three fp32 tensors of that size are fresh; the V x h gradients (8 MiB) are not.
+    logits = 1024 * 8192 * 4
+    assert logits == FRESH_ALLOCATION_BYTES
+    assert float(head_fresh_s(shape, cpu)) == pytest.approx(4 * logits / 4e9)
+    # micro-batch 4 at 1024 tokens: the MLP's two b n f tensors are 16 MiB, under it: nothing.
+    assert float(layer_fresh_s(np.asarray(1024), StepShape(m, 0, 4, 1, 1), cpu)) == 0
+    # micro-batch 8: they are 32 MiB, each written forward and its gradient backward: 4 x 32 MiB.
+    got = float(layer_fresh_s(np.asarray(1024), StepShape(m, 0, 8, 1, 1), cpu))
+    assert got == pytest.approx(4 * 32 * 2**20 / 4e9)
+    # One token fewer and they fall under the threshold again; a caching allocator: nothing.
+    assert float(layer_fresh_s(np.asarray(1023), StepShape(m, 0, 8, 1, 1), cpu)) == 0
+    assert float(head_fresh_s(shape, flat())) == 0
 
 
 def test_launches_add_on_the_cpu_and_overlap_on_a_gpu() -> None:
@@ -181,3 +204,19 @@ def test_profile_rules_name_the_field() -> None:
         flat(matmul_rows=[10, 1])
     with pytest.raises(ValueError, match="matmul_tflops"):
         flat(matmul_tflops=[[1.0, 1.0]])
+
+
+def test_a_profile_field_added_later_leaves_plan_ids_as_stored() -> None:
+    # A stored plan whose request carries a profile measured before first_touch_gbps existed
+    # (tests/api/data/old_rows.json, written by 1a9e6d8): planned again, it gets the id it was
+    # stored under.
+    import json
+    from pathlib import Path
+
+    rows = json.loads((Path(__file__).parents[1] / "api/data/old_rows.json").read_text())
+    row = next(r for r in rows["device_profiles"]["plans"] if "device_profile" in r["request_json"])
+    request, stored = json.loads(row["request_json"]), json.loads(row["plan_json"])
+    assert plan(request).id == stored["id"]
+    # Measured with the field, the same numbers are another profile: another plan.
+    request["hardware"]["device_profile"]["first_touch_gbps"] = 5.0
+    assert plan(request).id != stored["id"]
