@@ -177,6 +177,8 @@ def layer_fresh_s(n: np.ndarray, shape: StepShape, profile: DeviceProfile) -> Se
     the MLP's up projection, f (m - 1), and its activation, f); backward, the gradient of each,
     as many and as large."""
     m, rows = shape.model, shape.micro_batch_size * np.asarray(n, dtype=np.float64)
+    if profile.first_touch_gbps is None:
+        return np.zeros_like(rows)
     h, f, kv = m.hidden_size, m.ffn_size, m.kv_heads * m.head_dim
     e = element_bytes(profile)
     widths = ((8, h), (1, 2 * kv), (1, f * (m.mlp_matrices - 1)), (1, f))
@@ -195,6 +197,8 @@ def head_fresh_s(
     embedding and of the head's weight (fp32)."""
     m = shape.model
     logits = shape.micro_batch_size * head_tokens(shape, seq) * m.vocab_size
+    if profile.first_touch_gbps is None:
+        return np.zeros_like(np.asarray(logits, dtype=np.float64))
     e = element_bytes(profile)
     casts = 0 if e == MASTER_BYTES else 1
     weight = MASTER_BYTES * m.vocab_size * m.hidden_size

@@ -27,8 +27,10 @@ PROFILE_FORMAT = 2  # what a profile measures: 2 added first_touch_gbps (older o
 
 def cache_path(cache_dir: Path, device_name: str, dtype: str) -> Path:
     """Where this device's profile is kept: one file per device, dtype, torch version and
-    PROFILE_FORMAT."""
-    key = f"{device_name}-{dtype}-torch{torch.__version__}-v{PROFILE_FORMAT}"
+    PROFILE_FORMAT, and on a CPU per intra-op thread count (a profile measured on one thread,
+    say under OMP_NUM_THREADS=1, would make a two-thread worker's predictions ~1.5x slow)."""
+    threads = f"-{torch.get_num_threads()}threads" if device_name == "cpu" else ""
+    key = f"{device_name}{threads}-{dtype}-torch{torch.__version__}-v{PROFILE_FORMAT}"
     return cache_dir / (re.sub(r"[^A-Za-z0-9._+-]+", "_", key) + ".json")
 
 

@@ -247,7 +247,9 @@ def measure_profile(
         device_name=name,
         dtype=str(compute).removeprefix("torch."),  # type: ignore[arg-type]
         torch_version=torch.__version__,
-        source=f"measured by ltd profile on {name} in {time.perf_counter() - started:.0f} s"
+        source=f"measured by ltd profile on {name}"
+        + (f" ({torch.get_num_threads()} threads)" if name == "cpu" else "")
+        + f" in {time.perf_counter() - started:.0f} s"
         + (f"; interconnect from the {preset} preset" if gpu else ""),
         peak_tflops=gpu.peak_tflops if gpu else None,
         matmul_rows=list(rows),
