@@ -14,6 +14,7 @@ hidden sizes 128-768, S 128-1024 and vocabularies 512-50k.
 
     python benchmarks/bench_steptime.py [--runs 3] [--measure-steps 15] [--profile FILE]
     python benchmarks/bench_steptime.py --count-kernels
+    python benchmarks/bench_steptime.py --profile-spread 3   # the predictions' noise, no training
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from planner import plan
 from planner.device import DeviceProfile
+from planner.document import Plan
 from planner.models import ModelShape
 from planner.validation import ValidationSettings
 from worker.model import build_model
@@ -145,6 +147,43 @@ def gpu_predictions(gpu: str) -> None:
         print(f"{layers} x {hidden}, S {S}, batch {batch}, one step at S/4: {1 - at_r / at_s:.1%}")
 
 
+def shape_plan(name: str, profile: DeviceProfile) -> Plan:
+    """The plan of shape `name` on `profile` (its `savings.wall_clock` is the model's
+    prediction): 1,000 steps, S/16 growing to S over all of them, one device."""
+    layers, hidden, heads, vocab, S, mb = SHAPES[name]
+    shape = {"name": name, "num_layers": layers, "hidden_size": hidden, "num_heads": heads,
+             "vocab_size": vocab, "seq_len": S}  # fmt: skip
+    p = plan(
+        {
+            "model": shape,
+            "train_batch_size": mb,
+            "train_steps": TRAIN_STEPS,
+            "random_ltd": {"require_steps": TRAIN_STEPS},
+            "hardware": {
+                "num_gpus": 1,
+                "micro_batch_size": mb,
+                "device_profile": profile.model_dump(),
+            },
+        }
+    )
+    return p
+
+
+def profile_spread(count: int) -> None:
+    """How far the model's predictions move when the profile alone is measured again: `count`
+    profiles back to back, each shape planned on each (no training)."""
+    profiles = [measure_profile("cpu") for _ in range(count)]
+    for i, p in enumerate(profiles):
+        print(
+            f"profile {i + 1}: launch {p.launch_overhead_us:.2f} µs, copy {p.memory_gbps:.1f} "
+            f"GB/s, matmul up to {max(map(max, p.matmul_tflops)):.3f} TFLOP/s"
+        )
+    for name in SHAPES:
+        predicted = [shape_plan(name, p).savings.wall_clock for p in profiles]
+        spread = (max(predicted) - min(predicted)) * 100
+        print(f"{name:<22} " + " ".join(f"{x:7.2%}" for x in predicted) + f"  {spread:.2f}p")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--measure-steps", type=int, default=15)
@@ -152,6 +191,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="shape names to measure (default: all)")
     ap.add_argument("--profile", help="use this profile JSON instead of measuring one")
     ap.add_argument("--count-kernels", action="store_true")
+    ap.add_argument("--profile-spread", type=int, metavar="N", help="N profiles' predictions")
     ap.add_argument("--gpu-predictions", metavar="GPU", help="built-in profile's predictions")
     args = ap.parse_args()
     if args.count_kernels:
@@ -159,6 +199,9 @@ def main() -> None:
         return
     if args.gpu_predictions:
         gpu_predictions(args.gpu_predictions)
+        return
+    if args.profile_spread:
+        profile_spread(args.profile_spread)
         return
     started = time.perf_counter()
     if args.profile:
@@ -178,30 +221,10 @@ def main() -> None:
     )
     print(head)
     rows = []
-    for name, (layers, hidden, heads, vocab, S, mb) in SHAPES.items():
+    for name, (layers, *_, mb) in SHAPES.items():
         if args.only and name not in args.only:
             continue
-        shape = {
-            "name": name,
-            "num_layers": layers,
-            "hidden_size": hidden,
-            "num_heads": heads,
-            "vocab_size": vocab,
-            "seq_len": S,
-        }
-        p = plan(
-            {
-                "model": shape,
-                "train_batch_size": mb,
-                "train_steps": TRAIN_STEPS,
-                "random_ltd": {"require_steps": TRAIN_STEPS},
-                "hardware": {
-                    "num_gpus": 1,
-                    "micro_batch_size": mb,
-                    "device_profile": profile.model_dump(),
-                },
-            }
-        )
+        p = shape_plan(name, profile)
         settings = ValidationSettings(
             num_layers=layers,
             micro_batch_size=mb,

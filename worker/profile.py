@@ -4,8 +4,8 @@ mode "profile").
 What the step-time model needs, each timed after warm-up and synchronised (worker.measure):
 matmul rate over a grid of rows x widths, fused causal attention (SDPA, forward + backward) over
 lengths, copy bandwidth, the page faults of a new large allocation (CPU), the host time to issue
-one small autograd op, and AdamW with gradient clipping per parameter. About a minute on a
-2-core CPU, less on a GPU.
+one small autograd op, and AdamW with gradient clipping per parameter. About ten seconds on
+a 2-core CPU.
 """
 
 from __future__ import annotations
