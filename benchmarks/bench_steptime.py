@@ -153,7 +153,7 @@ def shape_plan(name: str, profile: DeviceProfile) -> Plan:
     layers, hidden, heads, vocab, S, mb = SHAPES[name]
     shape = {"name": name, "num_layers": layers, "hidden_size": hidden, "num_heads": heads,
              "vocab_size": vocab, "seq_len": S}  # fmt: skip
-    p = plan(
+    return plan(
         {
             "model": shape,
             "train_batch_size": mb,
@@ -166,7 +166,6 @@ def shape_plan(name: str, profile: DeviceProfile) -> Plan:
             },
         }
     )
-    return p
 
 
 def profile_spread(count: int) -> None:

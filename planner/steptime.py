@@ -161,14 +161,12 @@ def layer_memory_bytes(n: np.ndarray, shape: StepShape, profile: DeviceProfile) 
     return 3 * forward + casts
 
 
-def fresh_s(tensor_bytes: np.ndarray | float, count: int, profile: DeviceProfile) -> Seconds:
+def fresh_s(tensor_bytes: np.ndarray | float, count: int, first_touch_gbps: float) -> Seconds:
     """Mapping the pages of `count` new tensors of `tensor_bytes` each: those of at least
-    FRESH_ALLOCATION_BYTES at the profile's first-touch rate, the rest nothing (as on a device
-    whose allocator reuses memory: first_touch_gbps None)."""
+    FRESH_ALLOCATION_BYTES at the first-touch rate, the rest nothing. Callers pass a profile's
+    rate only where it has one (None: its allocator reuses memory, so nothing is fresh)."""
     b = np.asarray(tensor_bytes, dtype=np.float64)
-    if profile.first_touch_gbps is None:
-        return np.zeros_like(b)
-    return np.where(b >= FRESH_ALLOCATION_BYTES, count * b / (profile.first_touch_gbps * 1e9), 0.0)
+    return np.where(b >= FRESH_ALLOCATION_BYTES, count * b / (first_touch_gbps * 1e9), 0.0)
 
 
 def layer_fresh_s(n: np.ndarray, shape: StepShape, profile: DeviceProfile) -> Seconds:
@@ -177,14 +175,15 @@ def layer_fresh_s(n: np.ndarray, shape: StepShape, profile: DeviceProfile) -> Se
     the MLP's up projection, f (m - 1), and its activation, f); backward, the gradient of each,
     as many and as large."""
     m, rows = shape.model, shape.micro_batch_size * np.asarray(n, dtype=np.float64)
-    if profile.first_touch_gbps is None:
+    gbps = profile.first_touch_gbps
+    if gbps is None:
         return np.zeros_like(rows)
     h, f, kv = m.hidden_size, m.ffn_size, m.kv_heads * m.head_dim
     e = element_bytes(profile)
     widths = ((8, h), (1, 2 * kv), (1, f * (m.mlp_matrices - 1)), (1, f))
     total = np.zeros_like(rows)
     for count, width in widths:
-        total = total + 2 * fresh_s(rows * width * e, count, profile)
+        total = total + 2 * fresh_s(rows * width * e, count, gbps)
     return total
 
 
@@ -197,15 +196,16 @@ def head_fresh_s(
     embedding and of the head's weight (fp32)."""
     m = shape.model
     logits = shape.micro_batch_size * head_tokens(shape, seq) * m.vocab_size
-    if profile.first_touch_gbps is None:
-        return np.zeros_like(np.asarray(logits, dtype=np.float64))
+    gbps = profile.first_touch_gbps
+    if gbps is None:
+        return np.zeros_like(logits)
     e = element_bytes(profile)
     casts = 0 if e == MASTER_BYTES else 1
     weight = MASTER_BYTES * m.vocab_size * m.hidden_size
     return (
-        fresh_s(logits * e, 1 + casts, profile)
-        + fresh_s(logits * MASTER_BYTES, 3 + casts, profile)
-        + fresh_s(weight, 2, profile)
+        fresh_s(logits * e, 1 + casts, gbps)
+        + fresh_s(logits * MASTER_BYTES, 3 + casts, gbps)
+        + fresh_s(weight, 2, gbps)
     )
 
 

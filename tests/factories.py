@@ -44,6 +44,19 @@ def tiny_plan_request(**overrides: Any) -> dict[str, Any]:
     return {"model": tiny_model(), "train_batch_size": 4, "train_steps": 200, **overrides}
 
 
+def huge_plan_request() -> dict[str, Any]:
+    """Issue 19's 260-byte request of 10 million reserved lengths, which once took a core for
+    49 s and returned a 188 MB plan; now refused at once, naming random_ltd.seq_per_step."""
+    return {
+        "model": {"num_layers": 24, "hidden_size": 1024, "num_heads": 16, "vocab_size": 50257,
+                  "seq_len": 10_000_000},
+        "train_batch_size": 1,
+        "train_steps": 200_000_000,
+        "random_ltd": {"min_value": 1, "max_value": 10_000_000, "seq_per_step": 1,
+                       "require_steps": 100_000_000},
+    }  # fmt: skip
+
+
 def gpt2_plan_request(**overrides: Any) -> dict[str, Any]:
     """A small plan request of a preset (GPT-2 small, 8 sequences, 100 steps), with overrides:
     what the API tests store and list."""

@@ -12,18 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tests.factories import huge_plan_request
 from tests.servers import LtdServer
 
 pytestmark = pytest.mark.slow
 
-HUGE = {
-    "model": {"num_layers": 24, "hidden_size": 1024, "num_heads": 16, "vocab_size": 50257,
-              "seq_len": 10_000_000},
-    "train_batch_size": 1,
-    "train_steps": 200_000_000,
-    "random_ltd": {"min_value": 1, "max_value": 10_000_000, "seq_per_step": 1,
-                   "require_steps": 100_000_000},
-}  # fmt: skip
 BURSTS = 10  # of 8 requests each, while /healthz is polled throughout
 
 
@@ -45,7 +38,7 @@ def test_eight_huge_requests_together_are_422_at_once_and_healthz_stays_fast(
 
         def post(_: int) -> tuple[httpx.Response, float]:
             start = time.perf_counter()
-            response = http.post("/v1/plans", json=HUGE)
+            response = http.post("/v1/plans", json=huge_plan_request())
             return response, time.perf_counter() - start
 
         assert http.get("/healthz").status_code == 200  # warm: the first ping opens its connection

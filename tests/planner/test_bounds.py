@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from planner import PlanInputError, plan
 from planner.request import MAX_TRAIN_STEPS, MAX_TRAIN_TOKENS
+from tests.factories import huge_plan_request
 
 PLAN_BUDGET_S = 0.100  # DESIGN.md: no allowed request plans in more than 100 ms here
 DOCUMENT_BUDGET_BYTES = 2_000_000
@@ -126,14 +127,7 @@ def test_no_allowed_request_plans_in_more_than_100_ms(body: dict) -> None:
 
 
 def test_the_huge_request_is_refused_at_once_naming_the_field_and_the_cap() -> None:
-    body = {
-        "model": {"num_layers": 24, "hidden_size": 1024, "num_heads": 16, "vocab_size": 50257,
-                  "seq_len": 10_000_000},
-        "train_batch_size": 1,
-        "train_steps": 200_000_000,
-        "random_ltd": {"min_value": 1, "max_value": 10_000_000, "seq_per_step": 1,
-                       "require_steps": 100_000_000},
-    }  # fmt: skip
+    body = huge_plan_request()
     start = time.perf_counter()
     with pytest.raises(PlanInputError) as err:
         plan(body)
