@@ -43,7 +43,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_planner.py
-	$(BIN)/python benchmarks/bench_api.py
+	$(BIN)/python benchmarks/bench_api.py --scenario all --database both
 	$(BIN)/python benchmarks/bench_ltd.py
 	$(BIN)/python benchmarks/bench_steptime.py
 	$(BIN)/python benchmarks/bench_sizing.py

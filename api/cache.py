@@ -1,11 +1,17 @@
 """A short-lived read cache of stored documents (plans by id, jobs by id), per process.
 
 Hot reads (a plan polled by CI, a job polled by `ltd submit --wait`) are served from memory on the
-event loop, without a database round trip or a hop to the thread pool. An entry is dropped:
-- at once, when this process commits any write (`Database.generation` moves on), so a client
-  reads its own writes and a worker's report shows on the next read;
+event loop, without a database round trip or a hop to the thread pool. Documents are kept under
+the key of the row they were read from (`api.db.row_key`: `("plans", id)`, `("jobs", id)`); other
+keys (a request body's plan id) name no row. An entry is dropped:
+- at once, when this process writes its row (`Database.written_at`), so a client reads its own
+  writes and a worker's report shows on the next read, while writes to other rows (a queue's
+  claims and completions) leave it be;
 - after `LTD_READ_CACHE_SECONDS` (default 1 s), so that writes committed by another replica of
-  the service show within that time;
+  the service show within that time. Until twice that age, a read still answers from the entry
+  while it refreshes it in the background (stale-while-revalidate), so that entries expiring
+  together never make a burst of readers wait on the database: another replica's write shows
+  within the TTL, or at the latest one database read after the first read past it;
 - when the entries' text passes 64 MiB (oldest first).
 `LTD_READ_CACHE_SECONDS=0` turns it off. Misses read the database in the thread pool.
 """
@@ -15,60 +21,67 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from api.db import Database
+from api.db import Database, RowKey
 
 
 class ReadCache:
-    """Documents read from the database, by key, while this process has written nothing since
-    and for at most `ttl_s` seconds; at most `max_bytes` of their text in all."""
+    """Documents read from the database, by row key, while this process has not written their
+    row since and for at most `ttl_s` seconds (`read`: up to twice that while it refreshes
+    them); at most `max_bytes` of their text in all."""
 
     def __init__(self, db: Database, *, ttl_s: float, max_bytes: int = 64 * 2**20) -> None:
         self._db, self.ttl_s, self.max_bytes = db, ttl_s, max_bytes
-        self._entries: dict[Hashable, tuple[Any, int, float, int]] = {}  # oldest first
+        self._entries: dict[RowKey, tuple[Any, int, float, int]] = {}  # oldest first
         self._bytes = 0
         self._lock = threading.Lock()
-        self._pending: dict[tuple[Hashable, int], asyncio.Future[Any]] = {}
+        self._pending: dict[RowKey, tuple[int, asyncio.Future[Any]]] = {}  # loads, by row
+        db.on_written.append(self.put_written)
 
-    def get(self, key: Hashable) -> Any | None:
+    def get(self, key: RowKey) -> Any | None:
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or self._stale(key, entry, time.monotonic()):
             return None
-        value, generation, stored_at, _ = entry
-        if generation != self._db.generation or time.monotonic() - stored_at > self.ttl_s:
-            return None
-        return value
+        return entry[0]
 
-    def put(self, key: Hashable, value: Any, *, generation: int | None = None) -> None:
-        """Keep `value` under `key`, as of `generation` (default: now)."""
+    def put(self, key: RowKey, value: Any, *, generation: int | None = None) -> None:
+        """Keep `value` under `key`, as read at `generation` (default: now)."""
         if self.ttl_s <= 0:
             return
         generation = self._db.generation if generation is None else generation
         now, size = time.monotonic(), _size(key) + _size(value)
         with self._lock:  # pool threads fill it too
             self._drop(key)
-            while self._entries and (
-                self._bytes + size > self.max_bytes or self._stale(next(iter(self._entries)), now)
-            ):
-                self._drop(next(iter(self._entries)))  # the oldest: too much, or stale
+            while self._entries:  # the oldest first: too much in all, or out of date
+                oldest = next(iter(self._entries))
+                fits = self._bytes + size <= self.max_bytes
+                if fits and now - self._entries[oldest][2] <= 2 * self.ttl_s:
+                    break
+                self._drop(oldest)
             self._entries[key] = (value, generation, now, size)
             self._bytes += size
 
-    def _stale(self, key: Hashable, now: float) -> bool:
-        _, generation, stored_at, _ = self._entries[key]
-        return generation != self._db.generation or now - stored_at > self.ttl_s
+    def put_written(self, key: RowKey, document: Any, generation: int) -> None:
+        """A document this process wrote whole (`api.db.touch`), committed at `generation`: kept
+        at once, so readers of its row do not wait for the database (write-through)."""
+        self.put(key, document, generation=generation)
 
-    def _drop(self, key: Hashable) -> None:
+    def _stale(self, key: RowKey, entry: tuple[Any, int, float, int], now: float) -> bool:
+        """Its row written since it was read, or older than the TTL."""
+        _, generation, stored_at, _ = entry
+        return self._db.written_at(key) > generation or now - stored_at > self.ttl_s
+
+    def _drop(self, key: RowKey) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry[3]
 
     def fill(
-        self, key: Hashable, load: Callable[[], Any | None], generation: int | None = None
+        self, key: RowKey, load: Callable[[], Any | None], generation: int | None = None
     ) -> Any | None:
         """`load()` (a blocking database read), kept under `key` unless None. `generation`:
         the one before the read began (default: now), so a write during it voids the entry."""
@@ -78,23 +91,38 @@ class ReadCache:
             self.put(key, value, generation=generation)
         return value
 
-    async def read(self, key: Hashable, load: Callable[[], Any | None]) -> Any | None:
-        """The cached value, else `load()` run in the thread pool (and cached). Readers that
-        miss together share one load, unless a write came between (read-your-writes)."""
-        value = self.get(key)
-        if value is not None:
-            return value
-        generation = self._db.generation
-        flight = (key, generation)
-        pending = self._pending.get(flight)
-        if pending is None:
-            load_now = run_in_threadpool(self.fill, key, load, generation)
-            pending = asyncio.ensure_future(load_now)
-            self._pending[flight] = pending
-            pending.add_done_callback(lambda _: self._pending.pop(flight, None))
-        return await asyncio.shield(pending)
+    async def read(self, key: RowKey, load: Callable[[], Any | None]) -> Any | None:
+        """The cached value, else `load()` run in the thread pool (and cached). An entry past
+        its TTL but not past twice it is answered while one load refreshes it. Readers that
+        miss together share one load, unless their row was written after it began
+        (read-your-writes)."""
+        entry = self._entries.get(key)
+        if entry is not None and self._db.written_at(key) <= entry[1]:
+            age = time.monotonic() - entry[2]
+            if age <= self.ttl_s:
+                return entry[0]
+            if age <= 2 * self.ttl_s:
+                self._load(key, load)  # in the background
+                return entry[0]
+        return await asyncio.shield(self._load(key, load))
 
-    async def reread(self, key: Hashable, load: Callable[[], Any | None]) -> Any | None:
+    def _load(self, key: RowKey, load: Callable[[], Any | None]) -> asyncio.Future[Any]:
+        """The load of `key` in flight that began after its row's last write, else a new one."""
+        flight = self._pending.get(key)
+        if flight is None or self._db.written_at(key) > flight[0]:
+            generation = self._db.generation
+            pending = asyncio.ensure_future(run_in_threadpool(self.fill, key, load, generation))
+            flight = self._pending[key] = (generation, pending)
+            pending.add_done_callback(lambda _: self._land(key, pending))
+        return flight[1]
+
+    def _land(self, key: RowKey, pending: asyncio.Future[Any]) -> None:
+        if self._pending.get(key, (0, None))[1] is pending:  # not since replaced by a newer one
+            del self._pending[key]
+        if not pending.cancelled():
+            pending.exception()  # retrieved: a refresh that failed leaves its entry to age out
+
+    async def reread(self, key: RowKey, load: Callable[[], Any | None]) -> Any | None:
         """`load()` in the thread pool, whatever is cached (and cached)."""
         return await run_in_threadpool(self.fill, key, load)
 

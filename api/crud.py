@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api.db import row_key, touch
 from api.models import DeviceProfileRow, JobRow, JobState, PlanRow
 from planner.device import DeviceProfile
 
@@ -32,6 +33,7 @@ def insert_plan(
 
 def set_plan_json(session: Session, *, plan_id: str, plan_json: str) -> None:
     session.execute(update(PlanRow).where(PlanRow.id == plan_id).values(plan_json=plan_json))
+    touch(session, row_key(PlanRow.__tablename__, plan_id), plan_json)
 
 
 def list_plan_json(session: Session, *, limit: int, offset: int) -> tuple[list[str], int]:

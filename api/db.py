@@ -18,17 +18,19 @@ Outages: `Database` remembers when this process last found the database unreacha
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
@@ -94,17 +96,32 @@ def make_engine(
 MIGRATION_BUSY_TIMEOUT_MS = 120_000  # how long a second migrating process waits (SQLite)
 
 
+# The drivers' own errors for a database that cannot serve (SQLAlchemy wraps them as
+# OperationalError, except when they are raised while it handles another error).
+DRIVER_OUTAGES = (sqlite3.OperationalError, psycopg.OperationalError)
+
+
 def outage_kind(exc: BaseException) -> str | None:
     """Why the database could not serve, when `exc` says it is unreachable or locked (a
     refused or lost connection, a connect timeout, SQLite's "database is locked", no free pooled
-    connection): "locked" or "unreachable". None for any other error (a bug of a query)."""
-    if isinstance(exc, PoolTimeoutError):
-        return "unreachable"
-    if isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
-        text = str(getattr(exc, "orig", exc)).lower()
-        return "locked" if "locked" in text or "busy" in text else "unreachable"
+    connection): "locked" or "unreachable". None for any other error (a bug of a query).
+
+    The errors `exc` was raised from or while handling count too: a pool's pre-ping on a
+    connection whose socket just closed fails with the driver's OperationalError, and then
+    raises a ProgrammingError while it puts the connection back (psycopg: "can't change
+    'autocommit' now")."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, PoolTimeoutError):
+            return "unreachable"
+        if isinstance(cause, (OperationalError, *DRIVER_OUTAGES)) or (
+            isinstance(cause, DBAPIError) and cause.connection_invalidated
+        ):
+            text = str(getattr(cause, "orig", cause)).lower()
+            return "locked" if "locked" in text or "busy" in text else "unreachable"
+        cause = cause.__cause__ or cause.__context__
     return None
 
 
@@ -159,8 +176,39 @@ class Availability:
         return min(now, outage.started_at)
 
 
+RowKey = tuple[Hashable, ...]  # (table name, *primary key): a row, as the read cache names it
+MAX_WRITTEN_ROWS = 100_000  # rows whose last write `Database` remembers (api.cache)
+
+
+def row_key(table: str, *primary_key: Hashable) -> RowKey:
+    """The name of a row: its table and primary key, e.g. `row_key("plans", plan_id)`."""
+    return (table, *primary_key)
+
+
+def touch(session: Session, key: RowKey, document: Any = None) -> None:
+    """Record that this write transaction changes the row `key` by a statement the ORM does not
+    track (a bulk UPDATE); rows changed through ORM objects are recorded by themselves.
+    `document`: the row as the read cache keeps it, when the statement wrote all of it: once
+    committed, it is handed to `Database.on_written` (write-through), so readers need not wait
+    for the database."""
+    session.info.setdefault("touched", {})[key] = document
+
+
+def _touch_flushed(session: Session, _context: Any) -> None:
+    """After each flush: the rows its ORM objects inserted, changed or deleted (`touch`)."""
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        state = inspect(obj)
+        primary_key = state.mapper.primary_key_from_instance(obj)
+        touch(session, row_key(state.mapper.local_table.name, *primary_key))
+
+
 class Database:
-    """One engine and its two kinds of transaction: `read()` and `write()`."""
+    """One engine and its two kinds of transaction: `read()` and `write()`.
+
+    It also keeps, for the read cache (`api.cache`), a count of the write transactions this
+    process has ended (`generation`) and, for each row they changed, the count as of its last
+    change (`written_at`): a document read at generation g is current unless its row was
+    written after g."""
 
     def __init__(
         self,
@@ -179,8 +227,18 @@ class Database:
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
-        self.generation = 0  # moves on with every write this process commits (api.cache)
+        event.listen(self._write, "after_flush", _touch_flushed)
+        self.generation = 0  # moves on with every write transaction this process ends
+        self._written: dict[RowKey, int] = {}  # a row's generation as of its last write
+        self._forgotten = 0  # rows not in _written count as written at this generation
         self._generation_lock = threading.Lock()
+        # Called with (row key, document, generation) for each document a write committed.
+        self.on_written: list[Callable[[RowKey, Any, int], None]] = []
+
+    def written_at(self, key: RowKey) -> int:
+        """The generation as of the last write this process made to the row `key` (or later:
+        rows are forgotten beyond MAX_WRITTEN_ROWS, and then count as written when they were)."""
+        return self._written.get(key, self._forgotten)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -198,18 +256,36 @@ class Database:
         """A write transaction, committed on exit, rolled back on an exception
         (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock from the start). A commit ends
         an outage (`Availability`); a failure to reach or lock the database starts one."""
+        touched: dict[RowKey, Any] = {}
+        committed = False
         try:
             with self._write() as session, session.begin():
+                touched = session.info.setdefault("touched", touched)
                 yield session
+            committed = True
         except Exception as exc:
             if unavailable(exc):
                 self.availability.failed()
             raise
         else:
             self.availability.succeeded()
-        finally:
-            with self._generation_lock:
-                self.generation += 1
+        finally:  # after the commit (or rollback): a read that began before it is stale
+            generation = self._ended(touched)
+        if committed:
+            for key, document in touched.items():
+                for written in self.on_written if document is not None else ():
+                    written(key, document, generation)
+
+    def _ended(self, touched: dict[RowKey, Any]) -> int:
+        """Count a write transaction as ended, with the rows it touched; its generation."""
+        with self._generation_lock:
+            self.generation += 1
+            if len(self._written) + len(touched) > MAX_WRITTEN_ROWS:
+                self._written.clear()
+                self._forgotten = self.generation
+            for key in touched:
+                self._written[key] = self.generation
+            return self.generation
 
     def dispose(self) -> None:
         self.engine.dispose()

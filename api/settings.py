@@ -138,7 +138,8 @@ class Settings(BaseSettings):
         ge=0,
         le=60,
         description="How long a replica may serve a plan or job it read from memory, seconds "
-        "(its own writes drop it at once; 0: off). See api/cache.py.",
+        "(its own writes of that row drop or replace it at once; up to twice this while one "
+        "read refreshes it; 0: off). See api/cache.py.",
     )
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long SQLite waits for the write lock, milliseconds."

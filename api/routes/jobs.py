@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api import crud, queue, service
 from api.body import JsonBody
-from api.db import Database
+from api.db import Database, row_key
 from api.deps import (
     API_KEY_RESPONSES,
     CallerDep,
@@ -112,10 +112,10 @@ async def get_job(job_id: Id, http: Request) -> Response:
     db: Database = state.db
     load = partial(_find_job, db, job_id)
     lapse_at = db.availability.lapse_at(state.clock(), grace_s=state.settings.lease_seconds)
-    cached = await state.cache.read(("job", job_id), load)
+    cached = await state.cache.read(row_key("jobs", job_id), load)
     if cached is not None and cached[0].at(lapse_at) is not cached[0]:
         # Its lease ran out as cached: another replica may have renewed it since.
-        cached = await state.cache.reread(("job", job_id), load)
+        cached = await state.cache.reread(row_key("jobs", job_id), load)
     if cached is None or not http.state.caller.sees(cached[0].owner):
         raise NotFoundError("job", job_id)
     stored, text = cached

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from api import crud, service
 from api.body import JsonBody, read_json
 from api.cache import ReadCache
-from api.db import Database
+from api.db import Database, row_key
 from api.deps import API_KEY_RESPONSES, DbDep, require_api_key
 from api.errors import NotFoundError
 from api.routes import Id, json_text
@@ -79,7 +79,7 @@ async def create_plan(body: Annotated[bytes, Depends(read_json)], http: Request)
     plan_id: str | None = cache.get(("plan id", body))
     document: str | None = None
     if plan_id is not None:
-        document = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
+        document = await _cached_plan(cache, db, plan_id)
     if document is not None:
         return json_text(document, 201, {"Location": f"/v1/plans/{plan_id}"})
     request = BODY.parse(body)
@@ -88,7 +88,7 @@ async def create_plan(body: Annotated[bytes, Depends(read_json)], http: Request)
     # the bytes are memoised all the same.
     if not isinstance(request.hardware.device_profile, str):
         plan_id = service.plan_id_of(request, loc=["body"])
-        document = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
+        document = await _cached_plan(cache, db, plan_id)
     if document is None:  # a new plan, or a stored profile to read: in the thread pool
         plan_id, created = await run_in_threadpool(
             service.get_or_create_plan, db, request, loc=["body"], now=http.app.state.clock()
@@ -97,6 +97,11 @@ async def create_plan(body: Annotated[bytes, Depends(read_json)], http: Request)
     if len(body) <= MEMO_BODY_BYTES:
         cache.put(("plan id", body), plan_id)
     return json_text(document, 201, {"Location": f"/v1/plans/{plan_id}"})
+
+
+async def _cached_plan(cache: ReadCache, db: Database, plan_id: str) -> str | None:
+    """The stored plan document, from the read cache or the database (None: unknown id)."""
+    return await cache.read(row_key("plans", plan_id), partial(service.find_plan, db, plan_id))  # type: ignore[no-any-return]
 
 
 @router.get("", response_model=PlansPublic)
@@ -140,7 +145,7 @@ async def get_plan(plan_id: Id, http: Request) -> Response:
     """A stored plan; `calibrated` is set once a validation job of it has succeeded."""
     db: Database = http.app.state.db
     cache: ReadCache = http.app.state.cache
-    document = await cache.read(("plan", plan_id), partial(service.find_plan, db, plan_id))
+    document = await _cached_plan(cache, db, plan_id)
     if document is None:
         raise NotFoundError("plan", plan_id)
     return json_text(document)

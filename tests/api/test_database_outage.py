@@ -227,3 +227,30 @@ def test_a_lease_that_ran_out_before_the_outage_lapses_as_ever(
     assert service.get(f"/v1/jobs/{job_id}").json()["state"] == "queued"
     again = service.post("/v1/worker/claim", json={"worker_id": "w2"}, headers=W)
     assert again.status_code == 200 and again.json()["job"]["id"] == job_id, again.text
+
+
+def test_an_error_raised_while_handling_a_lost_connection_is_an_outage() -> None:
+    """A pool's pre-ping on a connection whose socket just closed: psycopg's OperationalError,
+    then a ProgrammingError while the pool restores autocommit (seen once in this suite as a 500
+    in place of the 503 above). The outage shows through the chain; a bug's error alone does
+    not."""
+    import psycopg
+    from sqlalchemy.exc import ProgrammingError
+
+    from api.db import outage_kind
+
+    def pre_ping() -> None:  # the driver's errors, then SQLAlchemy's wrapping of the last
+        try:
+            try:
+                raise psycopg.OperationalError("connection socket closed")
+            except psycopg.OperationalError:
+                raise psycopg.ProgrammingError("can't change 'autocommit' now: ACTIVE")  # noqa: B904
+        except psycopg.ProgrammingError as busy:
+            raise ProgrammingError("SELECT 1", None, busy) from busy
+
+    with pytest.raises(ProgrammingError) as raised:
+        pre_ping()
+    assert outage_kind(raised.value) == "unreachable"
+    bug = ProgrammingError("SELEC 1", None, psycopg.ProgrammingError("syntax error"))
+    assert outage_kind(bug) is None
+    assert outage_kind(sqlite3.OperationalError("database is locked")) == "locked"
