@@ -22,7 +22,9 @@ from planner.validation import StepTime
 from worker import distributed, measure
 from worker.profile import measure_profile
 
-PROFILE_FORMAT = 2  # what a profile measures: 2 added first_touch_gbps (older ones re-measured)
+PROFILE_FORMAT = 3  # what a profile measures (older ones re-measured): 2 added first_touch_gbps,
+# 3 the launch overhead as the median of bursts spread over the profile, and matmuls timed
+# into one output (no fresh pages in the grid's largest cell; worker.profile)
 
 
 def cache_path(cache_dir: Path, device_name: str, dtype: str) -> Path:

@@ -4,12 +4,13 @@ mode "profile").
 What the step-time model needs, each timed after warm-up and synchronised (worker.measure):
 matmul rate over a grid of rows x widths, fused causal attention (SDPA, forward + backward) over
 lengths, copy bandwidth, the page faults of a new large allocation (CPU), the host time to issue
-one small autograd op, and AdamW with gradient clipping per parameter. About ten seconds on
-a 2-core CPU.
+one small autograd op (in bursts spread over the whole profile: `LaunchProbe`), and AdamW with
+gradient clipping per parameter. About twelve seconds on a 2-core CPU.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -48,10 +49,13 @@ def _timed_long_enough(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def matmul_ms(rows: int, width: int, device: torch.device, dtype: torch.dtype) -> float:
-    """Median milliseconds of (rows x width) @ (width x width)."""
+    """Median milliseconds of (rows x width) @ (width x width), into one output tensor: a new
+    output each call would, from 32 MiB (the grid's largest cell on the CPU), time the page
+    faults of a fresh allocation too, which the model counts apart (`first_touch_gbps`)."""
     a = torch.randn(rows, width, device=device, dtype=dtype)
     b = torch.randn(width, width, device=device, dtype=dtype)
-    return _timed_long_enough(lambda: a @ b, device)
+    out = torch.empty(rows, width, device=device, dtype=dtype)
+    return _timed_long_enough(lambda: torch.matmul(a, b, out=out), device)
 
 
 def work_s(ms: float, overhead_ms: float, device: torch.device) -> float:
@@ -117,25 +121,45 @@ def first_touch_gbps(device: torch.device) -> float | None:
     return numel * 4 / ((fresh_ms - warm_ms) / 1e3) / 1e9
 
 
-def launch_overhead_us(device: torch.device, dtype: torch.dtype) -> float:
+class LaunchProbe:
     """Host time per kernel: a stack of LAUNCH_LAYERS of the project's transformer layers at a
     negligible size (hidden 8, 4 tokens), forward and backward in one pass, over the kernels
     the step-time model counts for them (`planner.steptime.LAYER_KERNELS` a layer): the
-    framework's dispatch of real ops plus the launch."""
-    tiny = ModelShape(num_layers=1, hidden_size=8, num_heads=1, vocab_size=8, seq_len=4)
-    blocks = torch.nn.Sequential(*(Block(tiny, causal=True) for _ in range(LAUNCH_LAYERS)))
-    blocks = blocks.to(device)
-    x = torch.randn(1, 4, 8, device=device, requires_grad=True)
+    framework's dispatch of real ops plus the launch.
 
-    def step() -> None:
-        with autocast(device, dtype):
-            y = blocks(x)
+    Sampled in short bursts (`sample`, LAUNCH_REPEATS steps each) spread over the whole profile,
+    one after each of its other measurements, and summarised by the median burst (`value`): on a
+    shared CPU the host's speed drifts over seconds, and one burst measured this constant to
+    about +-20% (three profiles back to back gave 9.0, 13.6 and 10.6 µs: docs/benchmarks.md)."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        tiny = ModelShape(num_layers=1, hidden_size=8, num_heads=1, vocab_size=8, seq_len=4)
+        blocks = torch.nn.Sequential(*(Block(tiny, causal=True) for _ in range(LAUNCH_LAYERS)))
+        self.blocks = blocks.to(device)
+        self.x = torch.randn(1, 4, 8, device=device, requires_grad=True)
+        self.device, self.dtype = device, dtype
+        self.kernels = LAUNCH_LAYERS * (
+            LAYER_KERNELS + (AUTOCAST_LAYER_KERNELS if dtype != torch.float32 else 0)
+        )
+        self.samples: list[float] = []
+
+    def _step(self) -> None:
+        with autocast(self.device, self.dtype):
+            y = self.blocks(self.x)
         y.sum().backward()
-        synchronize(device)
+        synchronize(self.device)
 
-    ms = timed_ms(step, device, warmup=3, repeats=LAUNCH_REPEATS)
-    per_layer = LAYER_KERNELS + (AUTOCAST_LAYER_KERNELS if dtype != torch.float32 else 0)
-    return ms * 1e3 / (LAUNCH_LAYERS * per_layer)
+    def sample(self) -> None:
+        """One burst: the median of LAUNCH_REPEATS steps, in µs a kernel."""
+        warmup = 3 if not self.samples else 1
+        ms = timed_ms(self._step, self.device, warmup=warmup, repeats=LAUNCH_REPEATS)
+        self.samples.append(ms * 1e3 / self.kernels)
+
+    def value(self) -> float:
+        """The median burst, µs a kernel (one burst measured now when none was)."""
+        if not self.samples:
+            self.sample()
+        return statistics.median(self.samples)
 
 
 def loss_gbps(device: torch.device, dtype: torch.dtype) -> float:
@@ -180,13 +204,17 @@ def optimizer_costs(device: torch.device) -> tuple[float, float]:
 
 
 class _Ticker:
-    """Progress through a profile's measurements, one tick each."""
+    """Progress through a profile's measurements, one tick each; `between()` runs at each."""
 
-    def __init__(self, total: int, progress: Progress | None) -> None:
-        self.total, self.done, self.progress = total, 0, progress
+    def __init__(
+        self, total: int, progress: Progress | None, between: Callable[[], None] | None = None
+    ) -> None:
+        self.total, self.done, self.progress, self.between = total, 0, progress, between
 
     def __call__(self, message: str) -> None:
         self.done += 1
+        if self.between is not None:
+            self.between()
         if self.progress is not None:
             self.progress(self.done / self.total, message)
 
@@ -228,16 +256,16 @@ def measure_profile(
     on_gpu = dev.type == "cuda"
     rows, widths = (GPU_ROWS, GPU_WIDTHS) if on_gpu else (CPU_ROWS, CPU_WIDTHS)
     lengths = GPU_LENGTHS if on_gpu else CPU_LENGTHS
-    tick = _Ticker(len(rows) * len(widths) + len(lengths) + 3, progress)
     started = time.perf_counter()
+    launch = LaunchProbe(dev, compute)  # sampled at every tick: spread over the whole profile
+    tick = _Ticker(len(rows) * len(widths) + len(lengths) + 3, progress, launch.sample)
     table = matmul_table(rows, widths, dev, compute, tick)
     attention = attention_rates(lengths, dev, compute, tick)
     bandwidth = memory_gbps(dev)
     tick("memory bandwidth")
-    launch = launch_overhead_us(dev, compute)
-    tick("launch overhead")
     loss = loss_gbps(dev, compute)
     first_touch = first_touch_gbps(dev)
+    tick("loss and first touch")
     per_param_ns, per_tensor_us = optimizer_costs(dev)
     tick("optimizer")
     name = gpu_name(dev) or "cpu"
@@ -260,7 +288,7 @@ def measure_profile(
         memory_gbps=round(bandwidth, 3),
         loss_gbps=round(loss, 3),
         first_touch_gbps=None if first_touch is None else round(first_touch, 3),
-        launch_overhead_us=round(launch, 3),
+        launch_overhead_us=round(launch.value(), 3),
         async_launch=on_gpu,
         interconnect_gbps=gpu.interconnect_gbps if gpu else None,
         internode_gbps=gpu.internode_gbps if gpu else None,
