@@ -6,12 +6,13 @@ the key of the row they were read from (`api.db.row_key`: `("plans", id)`, `("jo
 keys (a request body's plan id) name no row. An entry is dropped:
 - at once, when this process writes its row (`Database.written_at`), so a client reads its own
   writes and a worker's report shows on the next read, while writes to other rows (a queue's
-  claims and completions) leave it be;
+  claims of other jobs) leave it be. A row written whole (a plan a completion calibrates) is
+  replaced by the committed document instead (write-through, `Database.on_written`);
 - after `LTD_READ_CACHE_SECONDS` (default 1 s), so that writes committed by another replica of
-  the service show within that time. Until twice that age, a read still answers from the entry
-  while it refreshes it in the background (stale-while-revalidate), so that entries expiring
-  together never make a burst of readers wait on the database: another replica's write shows
-  within the TTL, or at the latest one database read after the first read past it;
+  the service show within about that time. Until twice that age, a read still answers from the
+  entry while it refreshes it in the background (stale-while-revalidate), so that entries
+  expiring together never make a burst of readers wait on the database: another replica's write
+  shows at most twice the TTL later;
 - when the entries' text passes 64 MiB (oldest first).
 `LTD_READ_CACHE_SECONDS=0` turns it off. Misses read the database in the thread pool.
 """
@@ -55,6 +56,9 @@ class ReadCache:
         generation = self._db.generation if generation is None else generation
         now, size = time.monotonic(), _size(key) + _size(value)
         with self._lock:  # pool threads fill it too
+            kept = self._entries.get(key)
+            if kept is not None and kept[1] > generation:
+                return  # a read that began before the write that cached the kept one
             self._drop(key)
             while self._entries:  # the oldest first: too much in all, or out of date
                 oldest = next(iter(self._entries))
@@ -84,7 +88,8 @@ class ReadCache:
         self, key: RowKey, load: Callable[[], Any | None], generation: int | None = None
     ) -> Any | None:
         """`load()` (a blocking database read), kept under `key` unless None. `generation`:
-        the one before the read began (default: now), so a write during it voids the entry."""
+        the one before the read began (default: now), so a write of its row during it voids the
+        entry."""
         generation = self._db.generation if generation is None else generation
         value = load()
         if value is not None:

@@ -32,8 +32,12 @@ def insert_plan(
 
 
 def set_plan_json(session: Session, *, plan_id: str, plan_json: str) -> None:
-    session.execute(update(PlanRow).where(PlanRow.id == plan_id).values(plan_json=plan_json))
-    touch(session, row_key(PlanRow.__tablename__, plan_id), plan_json)
+    result = session.execute(
+        update(PlanRow).where(PlanRow.id == plan_id).values(plan_json=plan_json)
+    )
+    matched = getattr(result, "rowcount", 0)  # a CursorResult's: rows the UPDATE matched
+    written = plan_json if matched == 1 else None  # (cached as written: api.db.touch)
+    touch(session, row_key(PlanRow.__tablename__, plan_id), written)
 
 
 def list_plan_json(session: Session, *, limit: int, offset: int) -> tuple[list[str], int]:

@@ -18,6 +18,7 @@ Outages: `Database` remembers when this process last found the database unreacha
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Hashable, Iterator
@@ -36,6 +37,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 def is_sqlite(url: str) -> bool:
@@ -121,7 +123,8 @@ def outage_kind(exc: BaseException) -> str | None:
         ):
             text = str(getattr(cause, "orig", cause)).lower()
             return "locked" if "locked" in text or "busy" in text else "unreachable"
-        cause = cause.__cause__ or cause.__context__
+        suppressed = cause.__suppress_context__  # `raise ... from None`: not its cause
+        cause = cause.__cause__ or (None if suppressed else cause.__context__)
     return None
 
 
@@ -190,7 +193,7 @@ def touch(session: Session, key: RowKey, document: Any = None) -> None:
     track (a bulk UPDATE); rows changed through ORM objects are recorded by themselves.
     `document`: the row as the read cache keeps it, when the statement wrote all of it: once
     committed, it is handed to `Database.on_written` (write-through), so readers need not wait
-    for the database."""
+    for the database. (Not aware of savepoints: none is used.)"""
     session.info.setdefault("touched", {})[key] = document
 
 
@@ -257,7 +260,7 @@ class Database:
         (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock from the start). A commit ends
         an outage (`Availability`); a failure to reach or lock the database starts one."""
         touched: dict[RowKey, Any] = {}
-        committed = False
+        began, committed = self.generation, False
         try:
             with self._write() as session, session.begin():
                 touched = session.info.setdefault("touched", touched)
@@ -269,23 +272,29 @@ class Database:
             raise
         else:
             self.availability.succeeded()
-        finally:  # after the commit (or rollback): a read that began before it is stale
-            generation = self._ended(touched)
-        if committed:
-            for key, document in touched.items():
-                for written in self.on_written if document is not None else ():
-                    written(key, document, generation)
+        finally:  # after the commit (or rollback): earlier reads of the rows it touched are stale
+            generation, alone = self._ended(touched, began)
+        for key in alone if committed else ():
+            for written in self.on_written if touched[key] is not None else ():
+                try:
+                    written(key, touched[key], generation)
+                except Exception:  # the write is committed: a cache's failure is not its own
+                    log.exception("on_written listener failed for %s", key)
 
-    def _ended(self, touched: dict[RowKey, Any]) -> int:
-        """Count a write transaction as ended, with the rows it touched; its generation."""
+    def _ended(self, touched: dict[RowKey, Any], began: int) -> tuple[int, list[RowKey]]:
+        """Count a write transaction as ended, with the rows it touched: its generation, and the
+        rows no other write ended on while it ran. Only those are handed to `on_written`: two
+        overlapping writes of a row may end in the other order than they committed, and then
+        neither document is known to be the committed one (the row's entry is dropped)."""
         with self._generation_lock:
+            alone = [key for key in touched if self.written_at(key) <= began]
             self.generation += 1
             if len(self._written) + len(touched) > MAX_WRITTEN_ROWS:
-                self._written.clear()
-                self._forgotten = self.generation
+                self._forgotten = self.generation  # first: a reader never sees a row forgotten
+                self._written = {}
             for key in touched:
                 self._written[key] = self.generation
-            return self.generation
+            return self.generation, alone
 
     def dispose(self) -> None:
         self.engine.dispose()

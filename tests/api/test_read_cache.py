@@ -184,3 +184,21 @@ def _now() -> Any:
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+def test_writes_of_one_row_that_overlap_hand_neither_document_on(tmp_path) -> None:
+    """Two writes of a plan overlap and end in the other order than they committed: neither
+    document is known to be the committed one, so the one that ends second is not written
+    through, and its row's entry is dropped (the next read goes to the database)."""
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    migrate(url)
+    db = Database(url)
+    try:
+        key = row_key("plans", "p_1")
+        began = db.generation  # write A begins...
+        other, alone = db._ended({key: '{"by": "B"}'}, began)  # ...B begins and ends first
+        assert alone == [key]
+        ended, alone = db._ended({key: '{"by": "A"}'}, began)  # then A ends
+        assert alone == [] and db.written_at(key) == ended > other
+    finally:
+        db.dispose()
