@@ -45,9 +45,8 @@ class ReadCache:
 
     def get(self, key: RowKey) -> Any | None:
         entry = self._entries.get(key)
-        if entry is None or self._stale(key, entry, time.monotonic()):
-            return None
-        return entry[0]
+        age = self._age(key, entry)
+        return entry[0] if entry is not None and age is not None and age <= self.ttl_s else None
 
     def put(self, key: RowKey, value: Any, *, generation: int | None = None) -> None:
         """Keep `value` under `key`, as read at `generation` (default: now)."""
@@ -74,10 +73,11 @@ class ReadCache:
         at once, so readers of its row do not wait for the database (write-through)."""
         self.put(key, document, generation=generation)
 
-    def _stale(self, key: RowKey, entry: tuple[Any, int, float, int], now: float) -> bool:
-        """Its row written since it was read, or older than the TTL."""
-        _, generation, stored_at, _ = entry
-        return self._db.written_at(key) > generation or now - stored_at > self.ttl_s
+    def _age(self, key: RowKey, entry: tuple[Any, int, float, int] | None) -> float | None:
+        """Seconds since the entry was kept, or None: no entry, or its row written since."""
+        if entry is None or self._db.written_at(key) > entry[1]:
+            return None
+        return time.monotonic() - entry[2]
 
     def _drop(self, key: RowKey) -> None:
         entry = self._entries.pop(key, None)
@@ -102,13 +102,11 @@ class ReadCache:
         miss together share one load, unless their row was written after it began
         (read-your-writes)."""
         entry = self._entries.get(key)
-        if entry is not None and self._db.written_at(key) <= entry[1]:
-            age = time.monotonic() - entry[2]
-            if age <= self.ttl_s:
-                return entry[0]
-            if age <= 2 * self.ttl_s:
+        age = self._age(key, entry)
+        if entry is not None and age is not None and age <= 2 * self.ttl_s:
+            if age > self.ttl_s:
                 self._load(key, load)  # in the background
-                return entry[0]
+            return entry[0]
         return await asyncio.shield(self._load(key, load))
 
     def _load(self, key: RowKey, load: Callable[[], Any | None]) -> asyncio.Future[Any]:

@@ -159,11 +159,17 @@ class WrkResult:
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
-def run_wrk(route: str, url: str, args: argparse.Namespace, conns: int, lua: str) -> WrkResult:
-    """Run wrk with `--latency` against `url` (optionally a Lua script) and parse its report."""
+def run_wrk(
+    route: str, url: str, args: argparse.Namespace, conns: int, lua: str, *script_args: str
+) -> WrkResult:
+    """Run wrk with `--latency` against `url` (optionally a Lua script, given `script_args`)
+    and parse its report."""
     script = ["-s", lua] if lua else []
     cmd = ["wrk", "--latency", f"-t{args.threads}", f"-c{conns}", f"-d{args.seconds}s"]
-    out = subprocess.run([*cmd, *script, url], capture_output=True, text=True, check=True).stdout
+    extra = ["--", *script_args] if script_args else []
+    out = subprocess.run(
+        [*cmd, *script, url, *extra], capture_output=True, text=True, check=True
+    ).stdout
     return parse_wrk(route, out)
 
 
@@ -326,12 +332,10 @@ def mixed(args: argparse.Namespace, base: str, tmp: str, plan: str, job: str) ->
     start = time.monotonic()
     try:
         time.sleep(1.0)  # let the claimers import httpx and start claiming
-        cmd = ["wrk", "--latency", f"-t{args.threads}", "-c64", "-d{}s",
-               "-s", str(lua), base, "--", plan, job]  # fmt: skip
         # A warm-up, not counted (as in the routes scenario): the server's first requests
-        subprocess.run([c.format(2) for c in cmd], capture_output=True, check=True)
-        cmd = [c.format(args.seconds) for c in cmd]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        warm = argparse.Namespace(**{**vars(args), "seconds": 2})
+        run_wrk("warm-up", base, warm, 64, str(lua), plan, job)
+        res = run_wrk("mixed (plan GET, 50 POSTs, job GET)", base, args, 64, str(lua), plan, job)
     finally:
         stop.touch()
         try:
@@ -344,7 +348,6 @@ def mixed(args: argparse.Namespace, base: str, tmp: str, plan: str, job: str) ->
     elapsed = time.monotonic() - start
     done = sum(int(o[0]) for o in outputs if len(o) == 2)
     errors = sum(int(o[1]) for o in outputs if len(o) == 2) + sum(p.returncode != 0 for p in procs)
-    res = parse_wrk("mixed (plan GET, 50 POSTs, job GET)", out)
     print(f"wrk -t{args.threads} -c64 -d{args.seconds}s, one script cycling the three requests")
     print_table([[res]], 150.0, with_bare=False)
     ok = done >= 200 and errors == 0
